@@ -1,0 +1,136 @@
+//! Command-line arguments. Each flag is defined once here; clap derives parsing and `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dg_contract::ReadOptions;
+use dg_engine::Inputs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "distillguard",
+    version,
+    about = "Detect and stop distillation attacks on LLM APIs",
+    long_about = "Detect and stop distillation attacks on LLM APIs.\n\nReads provider logs in the \
+                  distillguard data contract (JSON Lines, plain or .gz/.zst, and Parquet; files or \
+                  directories), checks them, and lets analysts query them with SQL."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); DISTILLGUARD_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate input files against the data contract and print a summary.
+    ///
+    /// Prints rows, accounts, time range, models, top ASNs and countries, and bad records by
+    /// reason. Bad records are written unchanged to the quarantine file.
+    Check(CheckArgs),
+    /// Run SQL over the input tables (exchanges, accounts, model_releases, labels).
+    ///
+    /// Example: distillguard sql "SELECT account_id, count(*) AS n FROM exchanges GROUP BY 1
+    /// ORDER BY n DESC LIMIT 10" --exchanges logs/
+    Sql(SqlArgs),
+}
+
+/// Where the input tables are and how to read them.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Exchanges: a .jsonl[.gz|.zst] or .parquet file, or a directory of them. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub exchanges: Vec<PathBuf>,
+
+    /// Accounts table (optional): file or directory. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub accounts: Vec<PathBuf>,
+
+    /// Model releases table (optional): file or directory. Repeatable.
+    #[arg(long, alias = "model-releases", value_name = "PATH")]
+    pub releases: Vec<PathBuf>,
+
+    /// Labels table (evaluation only; never read by detection). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub labels: Vec<PathBuf>,
+
+    /// Where bad records are written, one JSON object per line.
+    #[arg(long, value_name = "FILE", default_value = "quarantine.jsonl")]
+    pub quarantine: PathBuf,
+
+    /// Stop at the first bad record with its file, line, field and reason (exit code 1).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Longest accepted JSON Lines line, in bytes; longer lines are quarantined.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    pub max_line_bytes: usize,
+
+    /// Rows per record batch.
+    #[arg(long, value_name = "ROWS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+impl InputArgs {
+    pub fn inputs(&self) -> Inputs {
+        Inputs {
+            exchanges: self.exchanges.clone(),
+            accounts: self.accounts.clone(),
+            model_releases: self.releases.clone(),
+            labels: self.labels.clone(),
+        }
+    }
+
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            batch_size: self.batch_size as usize,
+            max_line_bytes: self.max_line_bytes,
+            strict: self.strict,
+            ..ReadOptions::default()
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Human-readable summary.
+    Text,
+    /// One JSON object with every figure.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SqlFormat {
+    /// An aligned table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// JSON Lines, one object per row.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// The query. Tables: exchanges, accounts, model_releases (always), labels (when given).
+    pub query: String,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+    pub format: SqlFormat,
+}

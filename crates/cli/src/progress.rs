@@ -1,0 +1,55 @@
+//! A progress bar on stderr for long reads, shown only when stderr is a terminal.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dg_contract::Diagnostics;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Shows bytes read against the total while alive.
+pub struct ReadProgress {
+    bar: Option<ProgressBar>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ReadProgress {
+    pub fn start(diag: Arc<Diagnostics>, total_bytes: u64) -> Self {
+        if !std::io::stderr().is_terminal() || total_bytes == 0 {
+            return ReadProgress {
+                bar: None,
+                ticker: None,
+            };
+        }
+        let bar = ProgressBar::new(total_bytes);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} reading {bytes}/{total_bytes} [{wide_bar}] {bytes_per_sec}, {eta} left",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        let b = bar.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                b.set_position(diag.bytes_read().min(total_bytes));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        ReadProgress {
+            bar: Some(bar),
+            ticker: Some(ticker),
+        }
+    }
+}
+
+impl Drop for ReadProgress {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}

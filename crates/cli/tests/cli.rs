@@ -1,0 +1,231 @@
+//! End-to-end tests of the `distillguard` binary: what a user types, what they see.
+//!
+//! - `check_*`: the summary (snapshot on the committed example) and bad-input behaviour.
+//! - `sql_*`: queries over the registered tables and the output formats.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use expect_test::expect;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_distillguard"))
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/tiny")
+        .join(name)
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("binary runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    );
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    (status.success(), stdout, stderr)
+}
+
+#[test]
+fn check_summarises_the_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(bin()
+        .current_dir(dir.path())
+        .arg("check")
+        .arg("--exchanges")
+        .arg(example("exchanges.jsonl"))
+        .arg("--accounts")
+        .arg(example("accounts.jsonl"))
+        .arg("--releases")
+        .arg(example("model_releases.jsonl")));
+    assert!(ok, "{err}");
+    expect![[r#"
+        exchanges       50 rows from 1 file (28.5 KiB)
+          accounts      7
+          time range    2026-02-03T00:07:11Z .. 2026-02-05T04:30:06Z
+          tokens        38,890 in, 131,902 out
+          models        atlas-2 (38), atlas-3 (12)
+          top ASNs      20473 (24), 16509 (10), 3320 (8), 7922 (8)
+          top countries SG (24), US (18), DE (8)
+        accounts        7 rows from 1 file (1.5 KiB)
+          created       2023-03-15T00:00:00Z .. 2026-02-03T23:13:00Z
+          verification  card (5), enterprise (1), phone (1)
+          with payment  7
+        model_releases  2 rows from 1 file (120 B)
+          atlas-2       released 2025-10-01T17:00:00Z
+          atlas-3       released 2026-02-05T00:00:00Z
+        bad records     none
+    "#]]
+    .assert_eq(&out);
+    assert!(
+        !dir.path().join("quarantine.jsonl").exists(),
+        "no bad records, no quarantine file"
+    );
+}
+
+#[test]
+fn check_reports_bad_records_by_reason_and_quarantines_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(example("exchanges.jsonl")).unwrap();
+    let first = good.lines().next().unwrap();
+    let data = format!(
+        "{good}{first}\n{{\"broken\": \n{}\n",
+        first.replace("Z\"", "\"").replace("req-", "req-x")
+    );
+    std::fs::write(dir.path().join("ex.jsonl"), data).unwrap();
+    let (ok, out, err) =
+        run(bin()
+            .current_dir(dir.path())
+            .args(["check", "--exchanges", "ex.jsonl"]));
+    assert!(ok, "{err}");
+    assert!(out.contains("exchanges       50 rows from 1 file"), "{out}");
+    assert!(out.contains("; 2 bad, 1 duplicate"), "{out}");
+    assert!(
+        out.contains("bad records     2, written to quarantine.jsonl"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  invalid_json  1\n  bad_timestamp 1\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("duplicates      1 (each key counted once)"),
+        "{out}"
+    );
+    let q = std::fs::read_to_string(dir.path().join("quarantine.jsonl")).unwrap();
+    assert_eq!(q.lines().count(), 2);
+
+    let (ok, out, _) = run(bin().current_dir(dir.path()).args([
+        "check",
+        "--format",
+        "json",
+        "--exchanges",
+        "ex.jsonl",
+        "--quarantine",
+        "q/bad.jsonl",
+    ]));
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["summary"]["exchanges"]["rows"], 50);
+    assert_eq!(v["load"]["tables"]["exchanges"]["bad"]["invalid_json"], 1);
+    assert!(dir.path().join("q/bad.jsonl").exists());
+}
+
+#[test]
+fn check_strict_fails_on_the_first_bad_record() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ex.jsonl"), "{\"ts\": 5}\n").unwrap();
+    let (ok, _, err) =
+        run(bin()
+            .current_dir(dir.path())
+            .args(["check", "--strict", "--exchanges", "ex.jsonl"]));
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "error: ex.jsonl:line 1: field `ts`: wrong_type: invalid type: integer `5`, expected a string"
+    );
+}
+
+#[test]
+fn check_gives_one_line_errors_for_unreadable_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.csv"), "a,b\n1,2\n").unwrap();
+    std::fs::write(dir.path().join("x.parquet"), "a,b\n1,2\n").unwrap();
+    for (args, want) in [
+        (
+            vec!["--exchanges", "nope.jsonl"],
+            "nope.jsonl: no such file or directory",
+        ),
+        (
+            vec!["--exchanges", "data.csv"],
+            "data.csv: unsupported file type: CSV is not part of the data contract",
+        ),
+        (
+            vec!["--exchanges", "x.parquet"],
+            "x.parquet: not a Parquet file",
+        ),
+    ] {
+        let (ok, out, err) = run(bin().current_dir(dir.path()).arg("check").args(&args));
+        assert!(!ok, "{args:?}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && err.contains(want), "{err}");
+    }
+    let (ok, _, err) = run(bin().current_dir(dir.path()).arg("check"));
+    assert!(!ok);
+    assert!(err.contains("--exchanges"), "{err}");
+}
+
+#[test]
+fn sql_queries_the_registered_tables() {
+    let (ok, out, err) = run(bin()
+        .args([
+            "sql",
+            "SELECT e.account_id, count(*) AS n, max(a.verification) AS v \
+             FROM exchanges e LEFT JOIN accounts a USING (account_id) \
+             GROUP BY e.account_id ORDER BY n DESC, e.account_id LIMIT 3",
+            "--format",
+            "csv",
+        ])
+        .arg("--exchanges")
+        .arg(example("exchanges.jsonl"))
+        .arg("--accounts")
+        .arg(example("accounts.jsonl")));
+    assert!(ok, "{err}");
+    expect![[r#"
+        account_id,n,v
+        acct-ent-03,10,enterprise
+        acct-chat-01,8,phone
+        acct-dev-02,8,card
+    "#]]
+    .assert_eq(&out);
+
+    let (ok, out, _) = run(bin()
+        .args([
+            "sql",
+            "SELECT model, count(*) AS n FROM exchanges GROUP BY model ORDER BY model",
+            "--format",
+            "json",
+        ])
+        .arg("--exchanges")
+        .arg(example("exchanges.jsonl")));
+    assert!(ok);
+    assert_eq!(
+        out,
+        "{\"model\":\"atlas-2\",\"n\":38}\n{\"model\":\"atlas-3\",\"n\":12}\n"
+    );
+
+    let (ok, out, _) = run(bin().args(["sql", "SELECT count(*) AS n FROM model_releases"]));
+    assert!(ok, "tables not given are empty");
+    assert!(out.contains("| 0 |"), "{out}");
+
+    let (ok, _, err) = run(bin().args(["sql", "SELECT nope FROM exchanges"]));
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn sql_self_join_quarantines_each_bad_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(example("exchanges.jsonl")).unwrap();
+    std::fs::write(dir.path().join("ex.jsonl"), format!("{good}oops\n")).unwrap();
+    let (ok, out, err) = run(bin().current_dir(dir.path()).args([
+        "sql",
+        "SELECT count(*) AS n FROM exchanges a JOIN exchanges b ON a.request_id = b.request_id",
+        "--format",
+        "csv",
+        "--exchanges",
+        "ex.jsonl",
+    ]));
+    assert!(ok, "{err}");
+    assert_eq!(out, "n\n50\n");
+    assert!(err.contains("1 bad records skipped"), "{err}");
+    let q = std::fs::read_to_string(dir.path().join("quarantine.jsonl")).unwrap();
+    assert_eq!(q.lines().count(), 1);
+}

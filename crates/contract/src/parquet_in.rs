@@ -1,0 +1,445 @@
+//! Parquet reader: maps a file's columns by name onto the table's fixed schema, widens or
+//! narrows compatible types (any integer width, any timestamp unit, any string encoding),
+//! checks every value with the same rules as JSON Lines, and quarantines bad rows rendered
+//! as JSON. A column whose type cannot hold the contract's values stops the file with one
+//! clear error.
+
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, StringArray, StructArray, UInt16Array,
+    new_null_array,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::compute::{CastOptions, cast, cast_with_options, filter};
+use arrow::datatypes::{DataType, Field, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+
+use crate::diag::{BadReason, Location, Raw};
+use crate::error::IngestError;
+use crate::read::FileReader;
+use crate::schema::{ColumnSpec, Kind, Presence, ROLES, arrow_type, message_fields};
+use crate::values::{self, Problem};
+
+fn is_string(dt: &DataType) -> bool {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_string(v),
+        _ => false,
+    }
+}
+
+fn list_item(dt: &DataType) -> Option<&DataType> {
+    match dt {
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f) => Some(f.data_type()),
+        _ => None,
+    }
+}
+
+/// Whether a Parquet column of type `dt` can hold values of `kind`.
+fn compatible(kind: Kind, dt: &DataType) -> bool {
+    match kind {
+        Kind::Text | Kind::Ip | Kind::Country | Kind::OneOf(_) => is_string(dt),
+        Kind::Timestamp => matches!(dt, DataType::Timestamp(_, _)) || is_string(dt),
+        Kind::U32 | Kind::U16 => dt.is_integer(),
+        Kind::F32 => dt.is_floating() || dt.is_integer(),
+        Kind::Bool => matches!(dt, DataType::Boolean),
+        Kind::TextList => list_item(dt).is_some_and(is_string),
+        Kind::Messages => match list_item(dt) {
+            Some(DataType::Struct(fields)) => ["role", "content"].iter().all(|n| {
+                fields
+                    .iter()
+                    .any(|f| f.name() == n && is_string(f.data_type()))
+            }),
+            _ => false,
+        },
+    }
+}
+
+fn expected(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Text | Kind::Ip | Kind::Country | Kind::OneOf(_) => "a string (utf8)",
+        Kind::Timestamp => "a timestamp (or RFC 3339 strings)",
+        Kind::U32 => "an integer (uint32)",
+        Kind::U16 => "an integer (uint16)",
+        Kind::F32 => "a number (float32)",
+        Kind::Bool => "a boolean",
+        Kind::TextList => "a list of strings",
+        Kind::Messages => "a list of struct<role: utf8, content: utf8>",
+    }
+}
+
+fn corrupt(r: &FileReader<'_>, e: impl std::fmt::Display) -> IngestError {
+    IngestError::Corrupt {
+        path: r.path().to_path_buf(),
+        detail: format!("cannot read Parquet data: {e}"),
+    }
+}
+
+pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
+    let path = r.path().to_path_buf();
+    let file = File::open(&path).map_err(|source| IngestError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+        IngestError::Corrupt {
+            path: path.clone(),
+            detail: format!("not a readable Parquet file: {e}"),
+        }
+    })?;
+    let spec = r.table.spec();
+    let file_schema = meta.schema().clone();
+    let mut roots = Vec::new();
+    for col in spec.columns {
+        match file_schema.index_of(col.name) {
+            Ok(i) => {
+                let dt = file_schema.field(i).data_type();
+                if !compatible(col.kind, dt) {
+                    return Err(IngestError::ColumnType {
+                        path,
+                        column: col.name.into(),
+                        found: dt.to_string(),
+                        expected: expected(col.kind).into(),
+                    });
+                }
+                roots.push(i);
+            }
+            Err(_) if col.presence == Presence::Required => {
+                return Err(IngestError::MissingColumn {
+                    path,
+                    column: col.name.into(),
+                });
+            }
+            Err(_) => {}
+        }
+    }
+    roots.sort_unstable();
+    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+    let row_groups = meta.metadata().num_row_groups();
+    for rg in 0..row_groups {
+        let handle = file.try_clone().map_err(|source| IngestError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
+            .with_row_groups(vec![rg])
+            .with_projection(mask.clone())
+            .with_batch_size(r.opts.batch_size)
+            .build()
+            .map_err(|e| corrupt(r, e))?;
+        let mut base = 0usize;
+        for batch in reader {
+            let batch = batch.map_err(|e| corrupt(r, e))?;
+            let n = batch.num_rows();
+            if convert_batch(r, &batch, rg, base)?.is_break() {
+                return Ok(());
+            }
+            base += n;
+        }
+        r.diag
+            .add_bytes_read(meta.metadata().row_group(rg).compressed_size().max(0) as u64);
+    }
+    Ok(())
+}
+
+/// Converts one Parquet batch to the table schema, quarantines bad rows, delivers the rest.
+fn convert_batch(
+    r: &mut FileReader<'_>,
+    batch: &RecordBatch,
+    row_group: usize,
+    base: usize,
+) -> Result<ControlFlow<()>, IngestError> {
+    let n = batch.num_rows();
+    let spec = r.table.spec();
+    let mut problems: Vec<Option<Problem>> = vec![None; n];
+    let mut columns = Vec::with_capacity(spec.columns.len());
+    for col in spec.columns {
+        let array = convert_column(col, batch.column_by_name(col.name), n, &mut problems)
+            .map_err(|e| corrupt(r, e))?;
+        columns.push(array);
+    }
+    let at = |i: usize| Location::Row {
+        row_group,
+        row: base + i,
+    };
+    if problems.iter().all(Option::is_none) {
+        let out = RecordBatch::try_new(r.table.schema(), columns).map_err(|e| corrupt(r, e))?;
+        return Ok(r.deliver(out, at));
+    }
+    for (i, p) in problems.iter().enumerate() {
+        if let Some(p) = p {
+            let raw = row_as_json(batch, i);
+            r.bad(at(i), p, Raw::Json(&raw))?;
+        }
+    }
+    // Bad rows leave before the batch is built: they may hold nulls in required columns.
+    let keep: BooleanArray = problems.iter().map(|p| Some(p.is_none())).collect();
+    let kept: Vec<usize> = (0..n).filter(|&i| problems[i].is_none()).collect();
+    let columns = columns
+        .iter()
+        .map(|c| filter(c, &keep))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(r, e))?;
+    let out = RecordBatch::try_new(r.table.schema(), columns).map_err(|e| corrupt(r, e))?;
+    Ok(r.deliver(out, |i| at(kept[i])))
+}
+
+/// Renders one row of the file's batch as a JSON object, for the quarantine.
+fn row_as_json(batch: &RecordBatch, row: usize) -> String {
+    let mut buf = Vec::new();
+    let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+    let ok = w.write(&batch.slice(row, 1)).is_ok() && w.finish().is_ok();
+    drop(w);
+    if ok {
+        String::from_utf8_lossy(&buf).trim_end().to_owned()
+    } else {
+        format!("{:?}", batch.slice(row, 1))
+    }
+}
+
+fn note(problems: &mut [Option<Problem>], row: usize, p: Problem) {
+    if problems[row].is_none() {
+        problems[row] = Some(p);
+    }
+}
+
+fn missing(name: &str) -> Problem {
+    Problem::new(
+        name,
+        BadReason::MissingField,
+        format!("required field `{name}` is missing, null or empty"),
+    )
+}
+
+fn to_strings(a: &ArrayRef) -> Result<StringArray, arrow::error::ArrowError> {
+    Ok(cast(a, &DataType::Utf8)?.as_string::<i32>().clone())
+}
+
+/// Converts a file column to the contract type of `col`, noting per-row problems.
+fn convert_column(
+    col: &ColumnSpec,
+    source: Option<&ArrayRef>,
+    n: usize,
+    problems: &mut [Option<Problem>],
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    let target = arrow_type(col.kind);
+    let name = col.name;
+    let Some(a) = source else {
+        return Ok(match col.presence {
+            Presence::Default(v) => Arc::new(UInt16Array::from(vec![v as u16; n])),
+            _ => new_null_array(&target, n),
+        });
+    };
+    let required = col.presence == Presence::Required;
+    // Nulls: missing if required, the default if there is one.
+    let fill_default = |a: ArrayRef| -> ArrayRef {
+        match col.presence {
+            Presence::Default(v) if a.null_count() > 0 => {
+                let a = a.as_primitive::<arrow::datatypes::UInt16Type>();
+                Arc::new(UInt16Array::from_iter_values(
+                    a.iter().map(|x| x.unwrap_or(v as u16)),
+                ))
+            }
+            _ => a,
+        }
+    };
+    if required {
+        for i in 0..n {
+            if a.is_null(i) {
+                note(problems, i, missing(name));
+            }
+        }
+    }
+    let out: ArrayRef = match col.kind {
+        Kind::Text => {
+            let s = to_strings(a)?;
+            Arc::new(
+                s.iter()
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Some("") => {
+                            if required {
+                                note(problems, i, missing(name));
+                            }
+                            None
+                        }
+                        other => other,
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
+        Kind::Ip | Kind::Country | Kind::OneOf(_) => {
+            let s = to_strings(a)?;
+            Arc::new(
+                s.iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let v = v.filter(|v| !v.is_empty())?;
+                        let checked = match col.kind {
+                            Kind::Ip => values::canonical_ip(name, v).map(|c| c.into_owned()),
+                            Kind::Country => values::country(name, v).map(|c| c.into_owned()),
+                            Kind::OneOf(allowed) => {
+                                values::one_of(name, v, allowed).map(str::to_owned)
+                            }
+                            _ => unreachable!(),
+                        };
+                        match checked {
+                            Ok(c) => Some(c),
+                            Err(p) => {
+                                note(problems, i, p);
+                                None
+                            }
+                        }
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
+        Kind::Timestamp if is_string(a.data_type()) => {
+            let s = to_strings(a)?;
+            let ts: arrow::array::TimestampMicrosecondArray = s
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let v = v.filter(|v| !v.is_empty())?;
+                    match values::parse_timestamp(name, v) {
+                        Ok(t) => Some(t),
+                        Err(p) => {
+                            note(problems, i, p);
+                            None
+                        }
+                    }
+                })
+                .collect();
+            Arc::new(ts.with_timezone("UTC"))
+        }
+        Kind::Timestamp => {
+            // Any unit; a timestamp without time zone is taken as UTC.
+            let naive = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            let a = naive.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            Arc::new(a.clone().with_timezone("UTC"))
+        }
+        Kind::U32 | Kind::U16 | Kind::F32 => {
+            let cast_a = cast_with_options(
+                a,
+                &target,
+                &CastOptions {
+                    safe: true,
+                    ..Default::default()
+                },
+            )?;
+            for i in 0..n {
+                if a.is_valid(i) && cast_a.is_null(i) {
+                    note(
+                        problems,
+                        i,
+                        Problem::new(
+                            name,
+                            BadReason::BadValue,
+                            format!("value is outside the range of {target}"),
+                        ),
+                    );
+                }
+            }
+            fill_default(cast_a)
+        }
+        Kind::Bool => a.clone(),
+        Kind::TextList => {
+            let list = cast(a, &target)?;
+            let l = list.as_list::<i32>();
+            for i in 0..n {
+                if l.is_valid(i) && l.value(i).null_count() > 0 {
+                    note(
+                        problems,
+                        i,
+                        Problem::new(
+                            name,
+                            BadReason::WrongType,
+                            "list holds a null instead of a string",
+                        ),
+                    );
+                }
+            }
+            list
+        }
+        Kind::Messages => convert_messages(name, a, problems)?,
+    };
+    Ok(out)
+}
+
+/// Rebuilds a list of `{role, content}` structs in the contract's exact type, checking roles.
+fn convert_messages(
+    name: &str,
+    a: &ArrayRef,
+    problems: &mut [Option<Problem>],
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    let DataType::Struct(fields) = list_item(a.data_type()).expect("checked list") else {
+        unreachable!("checked struct")
+    };
+    let item = Arc::new(Field::new("item", DataType::Struct(fields.clone()), true));
+    let list = cast(a, &DataType::List(item))?;
+    let list = list.as_list::<i32>();
+    let structs = list.values().as_struct();
+    let roles = to_strings(structs.column_by_name("role").expect("checked"))?;
+    let contents = to_strings(structs.column_by_name("content").expect("checked"))?;
+    let mut role_problem: Vec<Option<Problem>> = vec![None; roles.len()];
+    let roles: StringArray = roles
+        .iter()
+        .enumerate()
+        .map(|(j, v)| {
+            let field = format!("{name}[].role");
+            match v {
+                Some(r) => match values::one_of(&field, r, ROLES) {
+                    Ok(c) => Some(c),
+                    Err(p) => {
+                        role_problem[j] = Some(p);
+                        Some(r)
+                    }
+                },
+                None => {
+                    role_problem[j] = Some(Problem::new(
+                        field,
+                        BadReason::MissingField,
+                        "message has no role",
+                    ));
+                    Some("")
+                }
+            }
+        })
+        .collect();
+    let contents: StringArray = contents.iter().map(|v| Some(v.unwrap_or(""))).collect();
+    let offsets = list.value_offsets();
+    for (row, w) in offsets.windows(2).enumerate() {
+        if list.is_null(row) {
+            continue;
+        }
+        for (k, j) in (w[0] as usize..w[1] as usize).enumerate() {
+            if let Some(p) = &role_problem[j] {
+                let mut p = p.clone();
+                p.field = format!("{name}[{k}].role");
+                note(problems, row, p);
+            }
+        }
+    }
+    let structs = StructArray::new(
+        message_fields(),
+        vec![Arc::new(roles) as ArrayRef, Arc::new(contents)],
+        None,
+    );
+    let field = Arc::new(Field::new("item", DataType::Struct(message_fields()), true));
+    Ok(Arc::new(ListArray::new(
+        field,
+        OffsetBuffer::new(list.offsets().inner().clone()),
+        Arc::new(structs),
+        list.nulls().cloned(),
+    )))
+}

@@ -1,0 +1,373 @@
+//! Reading one table's files into batches of its fixed schema, with quarantine and
+//! de-duplication. The entry point is [`read_file`]; [`read_table`] collects a whole (small)
+//! table for tests and lookups.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::io::{self, BufReader, Read};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Mutex;
+
+use arrow::array::{Array, BooleanArray, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+
+use crate::diag::{BadReason, Diagnostics, Location, Raw};
+use crate::error::IngestError;
+use crate::jsonl::{LineReader, Next, RowBuilder};
+use crate::schema::Table;
+use crate::source::{Compression, Format, InputFile};
+use crate::values::Problem;
+
+/// How to read.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// Rows per record batch.
+    pub batch_size: usize,
+    /// A batch is also cut once its records reach this many bytes of input, so that one batch
+    /// of very long records stays small.
+    pub batch_bytes: usize,
+    /// Longest accepted JSON Lines line, in bytes (SCHEMA.md default: 8 MiB).
+    pub max_line_bytes: usize,
+    /// Stop at the first bad record instead of quarantining it.
+    pub strict: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            batch_size: 8192,
+            batch_bytes: 32 << 20,
+            max_line_bytes: 8 << 20,
+            strict: false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The keys seen so far in one scan of a table, as 64-bit hashes (8 bytes per distinct
+/// key; the chance that two of 100 million distinct keys share a hash is below 0.03%).
+pub struct Dedup {
+    seen: Mutex<HashSet<u64, BuildHasherDefault<IdentityHasher>>>,
+    hasher: foldhash::quality::FixedState,
+}
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup {
+            seen: Mutex::new(HashSet::default()),
+            hasher: foldhash::quality::FixedState::with_seed(0x6469_7374_696c_6c67),
+        }
+    }
+}
+
+impl Dedup {
+    /// Marks the keys as seen; returns for each whether it is new.
+    fn insert_all(&self, keys: &StringArray) -> Vec<bool> {
+        let hashes: Vec<u64> = keys
+            .iter()
+            .map(|k| self.hasher.hash_one(k.unwrap_or("")))
+            .collect();
+        let mut seen = self.seen.lock().unwrap();
+        hashes.into_iter().map(|h| seen.insert(h)).collect()
+    }
+}
+
+/// Per-file reading context shared by the format readers.
+pub(crate) struct FileReader<'a> {
+    pub(crate) table: Table,
+    pub(crate) file: &'a InputFile,
+    pub(crate) opts: &'a ReadOptions,
+    pub(crate) diag: &'a Diagnostics,
+    pub(crate) dedup: &'a Dedup,
+    /// Whether this reader records figures and bad records (first scan of the file).
+    pub(crate) record: bool,
+    pub(crate) emit: &'a mut dyn FnMut(RecordBatch) -> ControlFlow<()>,
+}
+
+impl FileReader<'_> {
+    pub(crate) fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Handles a bad record: an error in strict mode, otherwise counted and quarantined.
+    pub(crate) fn bad(
+        &self,
+        at: Location,
+        problem: &Problem,
+        raw: Raw<'_>,
+    ) -> Result<(), IngestError> {
+        if self.opts.strict {
+            return Err(IngestError::Strict {
+                path: self.file.path.clone(),
+                location: at,
+                field: if problem.field.is_empty() {
+                    "-".into()
+                } else {
+                    problem.field.clone()
+                },
+                reason: problem.reason,
+                detail: problem.detail.clone(),
+            });
+        }
+        if self.record {
+            let field = (!problem.field.is_empty()).then_some(problem.field.as_str());
+            self.diag.add_bad(
+                self.table,
+                &self.file.path,
+                at,
+                problem.reason,
+                field,
+                &problem.detail,
+                raw,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// De-duplicates a batch of good rows and hands it on.
+    pub(crate) fn deliver(
+        &mut self,
+        batch: RecordBatch,
+        location: impl Fn(usize) -> Location,
+    ) -> ControlFlow<()> {
+        if batch.num_rows() == 0 {
+            return ControlFlow::Continue(());
+        }
+        let key = batch
+            .column(self.table.spec().key)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("keys are strings");
+        let fresh = self.dedup.insert_all(key);
+        let batch = if fresh.iter().all(|&f| f) {
+            batch
+        } else {
+            if self.record {
+                for (i, _) in fresh.iter().enumerate().filter(|(_, f)| !**f) {
+                    self.diag
+                        .add_duplicate(self.table, &self.file.path, location(i), key.value(i));
+                }
+            }
+            filter_record_batch(&batch, &BooleanArray::from(fresh)).expect("mask matches batch")
+        };
+        if self.record {
+            self.diag.add_rows(self.table, batch.num_rows() as u64);
+        }
+        (self.emit)(batch)
+    }
+}
+
+/// Counts bytes read from the file, for progress.
+struct Counting<'a, R> {
+    inner: R,
+    diag: &'a Diagnostics,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.diag.add_bytes_read(n as u64);
+        Ok(n)
+    }
+}
+
+/// Reads one file of `table`, handing good, de-duplicated batches to `emit` until it
+/// returns `Break`. Bad records go to `diag` (or fail the read in strict mode). Only the
+/// first reader of a file in a load records its figures, so re-scans count nothing twice.
+pub fn read_file(
+    table: Table,
+    file: &InputFile,
+    opts: &ReadOptions,
+    diag: &Diagnostics,
+    dedup: &Dedup,
+    emit: &mut dyn FnMut(RecordBatch) -> ControlFlow<()>,
+) -> Result<(), IngestError> {
+    let record = diag.claim(table, &file.path);
+    if record {
+        diag.add_file(table, file.size);
+    }
+    let mut reader = FileReader {
+        table,
+        file,
+        opts,
+        diag,
+        dedup,
+        record,
+        emit,
+    };
+    match file.format {
+        Format::Jsonl(c) => read_jsonl(&mut reader, c),
+        Format::Parquet => crate::parquet_in::read_parquet(&mut reader),
+    }
+}
+
+/// Reads every file of a table into memory. For small tables, tools and tests.
+pub fn read_table(
+    table: Table,
+    files: &[InputFile],
+    opts: &ReadOptions,
+    diag: &Diagnostics,
+) -> Result<Vec<RecordBatch>, IngestError> {
+    let dedup = Dedup::default();
+    let mut out = Vec::new();
+    for f in files {
+        read_file(table, f, opts, diag, &dedup, &mut |b| {
+            out.push(b);
+            ControlFlow::Continue(())
+        })?;
+    }
+    Ok(out)
+}
+
+fn corrupt(path: &Path, line: u64, e: &io::Error) -> IngestError {
+    let what = match e.kind() {
+        io::ErrorKind::UnexpectedEof => "the compressed stream is truncated".to_string(),
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
+            format!("the compressed stream is corrupt ({e})")
+        }
+        _ => format!("read error: {e}"),
+    };
+    IngestError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("{what}, after line {line}"),
+    }
+}
+
+fn read_jsonl(r: &mut FileReader<'_>, compression: Compression) -> Result<(), IngestError> {
+    let path = r.file.path.clone();
+    let f = File::open(&path).map_err(|source| IngestError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let counting = Counting {
+        inner: f,
+        diag: r.diag,
+    };
+    let inner: Box<dyn Read + '_> = match compression {
+        Compression::None => Box::new(counting),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            counting,
+        ))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(counting).map_err(|e| {
+            IngestError::Corrupt {
+                path: path.clone(),
+                detail: format!("cannot start zstd decoding: {e}"),
+            }
+        })?),
+    };
+    let mut lines = LineReader::new(
+        BufReader::with_capacity(1 << 20, inner),
+        r.opts.max_line_bytes,
+    );
+    let spec = r.table.spec();
+    let mut rows = RowBuilder::new(spec);
+    let mut line_nos: Vec<u64> = Vec::with_capacity(r.opts.batch_size);
+    let mut pending_bytes = 0usize;
+    let limit = r.opts.max_line_bytes;
+    loop {
+        let at = Location::Line(lines.line_no() + 1);
+        let mut spill: Option<crate::diag::StreamedRaw<'_>> = None;
+        let mut spill_err: Option<IngestError> = None;
+        let quarantine_long = r.record && !r.opts.strict;
+        let (table, diag) = (r.table, r.diag);
+        let next = lines.next(&mut |chunk| {
+            if !quarantine_long || spill_err.is_some() {
+                return Ok(());
+            }
+            let result = match spill.as_mut() {
+                Some(s) => s.feed(chunk),
+                None => diag
+                    .begin_streamed_bad(
+                        table,
+                        &path,
+                        at,
+                        BadReason::LineTooLong,
+                        &format!("line is longer than the limit of {limit} bytes"),
+                    )
+                    .and_then(|mut s| {
+                        let fed = s.feed(chunk);
+                        spill = Some(s);
+                        fed
+                    }),
+            };
+            if let Err(e) = result {
+                spill_err = Some(e);
+            }
+            Ok(())
+        });
+        if let Some(e) = spill_err {
+            return Err(e);
+        }
+        let next = next.map_err(|e| corrupt(&path, lines.line_no(), &e))?;
+        match next {
+            Next::Eof => break,
+            Next::TooLong(total) => {
+                if let Some(s) = spill {
+                    s.finish()?;
+                } else if r.opts.strict {
+                    return Err(IngestError::Strict {
+                        path: path.clone(),
+                        location: at,
+                        field: "-".into(),
+                        reason: BadReason::LineTooLong,
+                        detail: format!(
+                            "line of {total} bytes is longer than the limit of {limit} bytes"
+                        ),
+                    });
+                }
+            }
+            Next::Line => {
+                let bytes = lines.line();
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let result = match std::str::from_utf8(bytes) {
+                    Ok(text) => rows.push_line(text),
+                    Err(e) => Err(Problem::new(
+                        "",
+                        BadReason::InvalidUtf8,
+                        format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                    )),
+                };
+                match result {
+                    Ok(()) => {
+                        line_nos.push(lines.line_no());
+                        pending_bytes += bytes.len();
+                    }
+                    Err(problem) => r.bad(at, &problem, Raw::Bytes(bytes))?,
+                }
+            }
+        }
+        if rows.len() >= r.opts.batch_size || pending_bytes >= r.opts.batch_bytes {
+            let batch = rows.finish();
+            let nos = std::mem::take(&mut line_nos);
+            pending_bytes = 0;
+            if r.deliver(batch, |i| Location::Line(nos[i])).is_break() {
+                return Ok(());
+            }
+        }
+    }
+    if rows.len() > 0 {
+        let batch = rows.finish();
+        let _ = r.deliver(batch, |i| Location::Line(line_nos[i]));
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! Checks and normalisations of single values, shared by the JSON Lines and Parquet readers
+//! so that both formats accept and store exactly the same things.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDateTime};
+
+use crate::diag::BadReason;
+
+/// Why one value (and so its record) breaks the contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub reason: BadReason,
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(field: impl Into<String>, reason: BadReason, detail: impl Into<String>) -> Self {
+        Problem {
+            field: field.into(),
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Shortens a value for an error message.
+pub fn excerpt(s: &str) -> String {
+    const MAX: usize = 60;
+    if s.len() <= MAX {
+        format!("{s:?}")
+    } else {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{:?}…", &s[..end])
+    }
+}
+
+/// Parses an RFC 3339 timestamp with an offset into UTC microseconds since the epoch.
+pub fn parse_timestamp(field: &str, s: &str) -> Result<i64, Problem> {
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Ok(t.timestamp_micros()),
+        Err(_) => {
+            let no_offset = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+                || NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").is_ok();
+            let detail = if no_offset {
+                format!(
+                    "{} has no UTC offset (RFC 3339 needs `Z` or `+hh:mm`)",
+                    excerpt(s)
+                )
+            } else {
+                format!("{} is not an RFC 3339 timestamp", excerpt(s))
+            };
+            Err(Problem::new(field, BadReason::BadTimestamp, detail))
+        }
+    }
+}
+
+/// Checks an IPv4/IPv6 address and returns its canonical text form.
+pub fn canonical_ip<'a>(field: &str, s: &'a str) -> Result<Cow<'a, str>, Problem> {
+    match s.parse::<IpAddr>() {
+        Ok(ip) => {
+            let canonical = ip.to_canonical().to_string();
+            if canonical == s {
+                Ok(Cow::Borrowed(s))
+            } else {
+                Ok(Cow::Owned(canonical))
+            }
+        }
+        Err(_) => Err(Problem::new(
+            field,
+            BadReason::BadAddress,
+            format!("{} is not an IPv4 or IPv6 address", excerpt(s)),
+        )),
+    }
+}
+
+/// Checks an ISO 3166-1 alpha-2 code; returns it upper-case.
+pub fn country<'a>(field: &str, s: &'a str) -> Result<Cow<'a, str>, Problem> {
+    let b = s.as_bytes();
+    if b.len() == 2 && b.iter().all(u8::is_ascii_alphabetic) {
+        if b.iter().all(u8::is_ascii_uppercase) {
+            Ok(Cow::Borrowed(s))
+        } else {
+            Ok(Cow::Owned(s.to_ascii_uppercase()))
+        }
+    } else {
+        Err(Problem::new(
+            field,
+            BadReason::BadValue,
+            format!("{} is not a two-letter ISO 3166-1 country code", excerpt(s)),
+        ))
+    }
+}
+
+/// Checks that `s` is one of `allowed` (case-insensitively); returns the canonical word.
+pub fn one_of(
+    field: &str,
+    s: &str,
+    allowed: &'static [&'static str],
+) -> Result<&'static str, Problem> {
+    allowed
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(s))
+        .copied()
+        .ok_or_else(|| {
+            Problem::new(
+                field,
+                BadReason::BadValue,
+                format!("{} is not one of {}", excerpt(s), allowed.join(", ")),
+            )
+        })
+}
+
+/// Checks an unsigned integer against the column's maximum.
+pub fn unsigned(field: &str, v: u64, max: u64) -> Result<u64, Problem> {
+    if v <= max {
+        Ok(v)
+    } else {
+        Err(Problem::new(
+            field,
+            BadReason::BadValue,
+            format!("{v} is larger than the maximum {max}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_need_an_offset() {
+        assert_eq!(
+            parse_timestamp("ts", "2026-02-03T14:05:09.120Z").unwrap(),
+            1_770_127_509_120_000
+        );
+        assert_eq!(
+            parse_timestamp("ts", "2026-02-03T15:05:09.120+01:00").unwrap(),
+            1_770_127_509_120_000
+        );
+        let p = parse_timestamp("ts", "2026-02-03T14:05:09").unwrap_err();
+        assert_eq!(p.reason, BadReason::BadTimestamp);
+        assert!(p.detail.contains("no UTC offset"), "{}", p.detail);
+        let p = parse_timestamp("ts", "yesterday").unwrap_err();
+        assert!(p.detail.contains("not an RFC 3339"), "{}", p.detail);
+    }
+
+    #[test]
+    fn addresses_are_canonicalised() {
+        assert_eq!(canonical_ip("ip", "203.0.113.7").unwrap(), "203.0.113.7");
+        assert_eq!(
+            canonical_ip("ip", "2001:DB8:0:0::1").unwrap(),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            canonical_ip("ip", "::ffff:198.51.100.2").unwrap(),
+            "198.51.100.2"
+        );
+        assert_eq!(
+            canonical_ip("ip", "300.1.1.1").unwrap_err().reason,
+            BadReason::BadAddress
+        );
+    }
+
+    #[test]
+    fn countries_and_words() {
+        assert_eq!(country("c", "us").unwrap(), "US");
+        assert!(country("c", "USA").is_err());
+        assert_eq!(
+            one_of("v", "EDU", crate::schema::VERIFICATIONS).unwrap(),
+            "edu"
+        );
+        assert!(one_of("v", "gold", crate::schema::VERIFICATIONS).is_err());
+    }
+}

@@ -1,0 +1,695 @@
+//! Ingest of the data contract, format by format and bad input by bad input.
+//!
+//! Every test writes its fixture into a temporary directory, reads it with `read_table`, and
+//! checks rows, quarantine lines and figures.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use dg_contract::{BadReason, Diagnostics, IngestError, ReadOptions, Table, discover, read_table};
+
+const GOOD: &str = r#"{"ts":"2026-02-03T14:05:09.120Z","request_id":"r1","account_id":"a1","api_key_id":"k1","model":"m-1","client_ip":"203.0.113.5","asn":64500,"country":"us","user_agent":"ua/1","tls_ja4":"t13d","system":"be brief","messages":[{"role":"user","content":"Hi \"there\"\n"},{"role":"assistant","content":"Hello"},{"role":"user","content":"再见"}],"tools":["search","run"],"max_tokens":512,"temperature":0.7,"stream":true,"input_tokens":12,"output_tokens":34,"reasoning_tokens":5,"response":"ok","status":200,"conversation_id":"c1","extra_field":{"ignored":true}}
+{"ts":"2026-02-03T15:05:09+01:00","request_id":"r2","account_id":"a2","model":"m-2","client_ip":"2001:DB8::7","messages":[{"role":"user","content":"x"}],"input_tokens":1,"output_tokens":2}
+{"ts":"2026-02-04T00:00:00Z","request_id":"r3","account_id":"a1","model":"m-1","client_ip":"::ffff:198.51.100.9","messages":[],"tools":null,"input_tokens":0,"output_tokens":0,"status":429,"system":""}
+"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+    fn quarantine(&self) -> PathBuf {
+        self.path("quarantine.jsonl")
+    }
+    fn quarantine_lines(&self) -> Vec<serde_json::Value> {
+        match std::fs::read_to_string(self.quarantine()) {
+            Ok(s) => s
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+fn load(
+    table: Table,
+    path: &Path,
+    opts: &ReadOptions,
+    diag: &Diagnostics,
+) -> Result<RecordBatch, IngestError> {
+    let files = discover(path)?;
+    let batches = read_table(table, &files, opts, diag)?;
+    diag.flush()?;
+    Ok(concat_batches(&table.schema(), &batches).unwrap())
+}
+
+fn load_ok(f: &Fixture, table: Table, path: &Path) -> (RecordBatch, Diagnostics) {
+    let diag = Diagnostics::new(f.quarantine());
+    let batch = load(table, path, &ReadOptions::default(), &diag).unwrap();
+    (batch, diag)
+}
+
+fn strings(batch: &RecordBatch, col: &str) -> Vec<Option<String>> {
+    batch
+        .column_by_name(col)
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn good_jsonl_is_read_and_normalised() {
+    let f = Fixture::new();
+    let p = f.write("ex.jsonl", GOOD.as_bytes());
+    let (b, diag) = load_ok(&f, Table::Exchanges, &p);
+    assert_eq!(b.num_rows(), 3);
+    assert_eq!(b.schema(), Table::Exchanges.schema());
+    assert_eq!(
+        strings(&b, "client_ip"),
+        vec![
+            Some("203.0.113.5".into()),
+            Some("2001:db8::7".into()),
+            Some("198.51.100.9".into())
+        ]
+    );
+    assert_eq!(strings(&b, "country")[0].as_deref(), Some("US"));
+    assert_eq!(
+        strings(&b, "system")[2],
+        None,
+        "empty optional text is null"
+    );
+    let status = b
+        .column_by_name("status")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::UInt16Type>();
+    assert_eq!(status.values().to_vec(), vec![200, 200, 429]);
+    let ts = b
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    assert_eq!(ts.value(0) - ts.value(1), 120_000, "offsets applied");
+    let msgs = b.column_by_name("messages").unwrap().as_list::<i32>();
+    assert_eq!(msgs.value_length(0), 3);
+    let first = msgs.value(0);
+    let contents = first
+        .as_struct()
+        .column_by_name("content")
+        .unwrap()
+        .as_string::<i32>();
+    assert_eq!(contents.value(0), "Hi \"there\"\n");
+    assert_eq!(contents.value(2), "再见");
+    assert_eq!(msgs.value_length(2), 0);
+    let r = diag.report();
+    assert_eq!(r.tables[&Table::Exchanges].rows, 3);
+    assert_eq!(r.bad_total(), 0);
+    assert!(r.quarantine.is_none());
+    assert!(f.quarantine_lines().is_empty());
+}
+
+/// One bad line of each kind, between good ones.
+fn bad_lines() -> Vec<(Vec<u8>, BadReason, Option<&'static str>)> {
+    let good = GOOD.lines().nth(1).unwrap();
+    let with = |from: &str, to: &str| {
+        assert!(good.contains(from), "{from}");
+        good.replace(from, to).into_bytes()
+    };
+    let mut invalid_utf8 = good.as_bytes().to_vec();
+    let at = invalid_utf8.len() - 40;
+    invalid_utf8[at] = 0xff;
+    vec![
+        (
+            b"{\"ts\": \"2026-02-03T14:05:09Z\", ".to_vec(),
+            BadReason::InvalidJson,
+            None,
+        ),
+        (b"not json at all".to_vec(), BadReason::InvalidJson, None),
+        (b"[1, 2, 3]".to_vec(), BadReason::InvalidJson, None),
+        (invalid_utf8, BadReason::InvalidUtf8, None),
+        (
+            with(r#""input_tokens":1"#, r#""input_tokens":"1""#),
+            BadReason::WrongType,
+            Some("input_tokens"),
+        ),
+        (
+            with(
+                r#""messages":[{"role":"user","content":"x"}]"#,
+                r#""messages":"x""#,
+            ),
+            BadReason::WrongType,
+            Some("messages"),
+        ),
+        (
+            with(r#""input_tokens":1"#, r#""input_tokens":-1"#),
+            BadReason::BadValue,
+            Some("input_tokens"),
+        ),
+        (
+            with(r#""input_tokens":1"#, r#""input_tokens":5000000000"#),
+            BadReason::BadValue,
+            Some("input_tokens"),
+        ),
+        (
+            with(r#""account_id":"a2","#, ""),
+            BadReason::MissingField,
+            Some("account_id"),
+        ),
+        (
+            with(r#""model":"m-2""#, r#""model":null"#),
+            BadReason::MissingField,
+            Some("model"),
+        ),
+        (
+            with("2026-02-03T15:05:09+01:00", "2026-02-03T15:05:09"),
+            BadReason::BadTimestamp,
+            Some("ts"),
+        ),
+        (
+            with("2026-02-03T15:05:09+01:00", "03/02/2026 15:05"),
+            BadReason::BadTimestamp,
+            Some("ts"),
+        ),
+        (
+            with("2001:DB8::7", "2001:db8::g"),
+            BadReason::BadAddress,
+            Some("client_ip"),
+        ),
+        (
+            with("2001:DB8::7", "10.1.2"),
+            BadReason::BadAddress,
+            Some("client_ip"),
+        ),
+        (
+            with(r#""role":"user""#, r#""role":"narrator""#),
+            BadReason::BadValue,
+            Some("messages[0].role"),
+        ),
+    ]
+}
+
+#[test]
+fn every_bad_line_is_quarantined_unchanged_with_its_reason() {
+    let f = Fixture::new();
+    let good = GOOD.lines().nth(1).unwrap();
+    let mut data = Vec::new();
+    let bad = bad_lines();
+    for (i, (line, _, _)) in bad.iter().enumerate() {
+        data.extend_from_slice(good.replace("\"r2\"", &format!("\"g{i}\"")).as_bytes());
+        data.push(b'\n');
+        data.extend_from_slice(line);
+        data.push(b'\n');
+    }
+    let p = f.write("mixed.jsonl", &data);
+    let (b, diag) = load_ok(&f, Table::Exchanges, &p);
+    assert_eq!(b.num_rows(), bad.len(), "every good line survives");
+    let q = f.quarantine_lines();
+    assert_eq!(q.len(), bad.len(), "every bad line is quarantined");
+    for (i, ((raw, reason, field), got)) in bad.iter().zip(&q).enumerate() {
+        assert_eq!(got["reason"], reason.as_str(), "line {}: {got}", 2 * i + 2);
+        assert_eq!(got["line"], 2 * i as u64 + 2);
+        assert_eq!(got["source"], p.to_string_lossy().as_ref());
+        assert_eq!(got["raw"], String::from_utf8_lossy(raw).as_ref());
+        if let Some(field) = field {
+            assert_eq!(got["field"], *field, "{got}");
+        }
+        assert!(!got["detail"].as_str().unwrap().is_empty());
+    }
+    let r = diag.report();
+    assert_eq!(r.bad_total(), bad.len() as u64);
+    assert_eq!(r.bad_by_reason()[&BadReason::InvalidJson], 3);
+    assert_eq!(r.quarantine.as_deref(), Some(f.quarantine().as_path()));
+}
+
+#[test]
+fn strict_mode_stops_at_the_first_bad_record_naming_it() {
+    let f = Fixture::new();
+    let good = GOOD.lines().nth(1).unwrap();
+    let bad = good.replace("2026-02-03T15:05:09+01:00", "2026-02-03 15:05:09");
+    let p = f.write("strict.jsonl", format!("{good}\n\n{bad}\n").as_bytes());
+    let diag = Diagnostics::new(f.quarantine());
+    let opts = ReadOptions {
+        strict: true,
+        ..ReadOptions::default()
+    };
+    let err = load(Table::Exchanges, &p, &opts, &diag).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, IngestError::Strict { .. }));
+    assert!(
+        msg.contains("strict.jsonl:line 3: field `ts`: bad_timestamp"),
+        "{msg}"
+    );
+    assert!(msg.contains("no UTC offset"), "{msg}");
+    assert!(!msg.contains('\n'));
+    assert!(
+        f.quarantine_lines().is_empty(),
+        "strict mode writes no quarantine"
+    );
+}
+
+#[test]
+fn duplicates_are_counted_once_and_reported() {
+    let f = Fixture::new();
+    let good: Vec<&str> = GOOD.lines().collect();
+    let data = format!("{}\n{}\n{}\n{}\n", good[0], good[1], good[0], good[0]);
+    let p = f.write("dups.jsonl", data.as_bytes());
+    let (b, diag) = load_ok(&f, Table::Exchanges, &p);
+    assert_eq!(b.num_rows(), 2);
+    let r = &diag.report().tables[&Table::Exchanges];
+    assert_eq!((r.rows, r.duplicates), (2, 2));
+    assert!(
+        r.duplicate_examples[0].ends_with("dups.jsonl:line 3: r1"),
+        "{:?}",
+        r.duplicate_examples
+    );
+    assert!(
+        f.quarantine_lines().is_empty(),
+        "a duplicate is not a bad record"
+    );
+}
+
+#[test]
+fn a_line_over_the_limit_is_quarantined_whole_without_holding_it() {
+    let f = Fixture::new();
+    let good = GOOD.lines().nth(1).unwrap();
+    // A 50 MB line: a good record with a huge prompt, plus invalid UTF-8 in the middle.
+    let mut long = good.replace(
+        "\"content\":\"x\"",
+        &format!("\"content\":\"{}", "y".repeat(25 << 20)),
+    );
+    long.push_str(&"z".repeat(25 << 20));
+    let mut long = long.into_bytes();
+    long.insert(30 << 20, 0xfe);
+    let mut data = format!("{good}\n").into_bytes();
+    data.extend_from_slice(&long);
+    data.extend_from_slice(format!("\n{}\n", good.replace("r2", "r9")).as_bytes());
+    let p = f.write("long.jsonl", &data);
+    let (b, diag) = load_ok(&f, Table::Exchanges, &p);
+    assert_eq!(b.num_rows(), 2);
+    let q = f.quarantine_lines();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["reason"], "line_too_long");
+    assert_eq!(q[0]["line"], 2);
+    let raw = q[0]["raw"].as_str().unwrap();
+    assert_eq!(raw, String::from_utf8_lossy(&long));
+    assert_eq!(diag.report().bad_by_reason()[&BadReason::LineTooLong], 1);
+}
+
+#[test]
+fn empty_and_blank_files_hold_no_rows() {
+    let f = Fixture::new();
+    for (name, data) in [("empty.jsonl", &b""[..]), ("blank.jsonl", b"\n  \n\r\n")] {
+        let p = f.write(name, data);
+        let (b, diag) = load_ok(&f, Table::Exchanges, &p);
+        assert_eq!(b.num_rows(), 0);
+        assert_eq!(diag.report().bad_total(), 0);
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn gzip_and_zstd_read_like_plain() {
+    let f = Fixture::new();
+    let plain = f.write("a.jsonl", GOOD.as_bytes());
+    let gz = f.write("b.jsonl.gz", &gzip(GOOD.as_bytes()));
+    let zst = f.write(
+        "c.jsonl.zst",
+        &zstd::encode_all(GOOD.as_bytes(), 3).unwrap(),
+    );
+    let (a, _) = load_ok(&f, Table::Exchanges, &plain);
+    assert_eq!(load_ok(&f, Table::Exchanges, &gz).0, a);
+    assert_eq!(load_ok(&f, Table::Exchanges, &zst).0, a);
+}
+
+#[test]
+fn unreadable_files_are_one_clear_error() {
+    let f = Fixture::new();
+    let diag = Diagnostics::new(f.quarantine());
+    let opts = ReadOptions::default();
+    let one_line = |p: &Path| {
+        let e = load(Table::Exchanges, p, &opts, &diag)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            e.contains(&*p.to_string_lossy()),
+            "error names the file: {e}"
+        );
+        e
+    };
+    let full = gzip(GOOD.repeat(200).as_bytes());
+    let truncated = f.write("cut.jsonl.gz", &full[..full.len() / 2]);
+    assert!(one_line(&truncated).contains("truncated"));
+    let zst = zstd::encode_all(GOOD.repeat(200).as_bytes(), 3).unwrap();
+    let truncated = f.write("cut.jsonl.zst", &zst[..zst.len() / 2]);
+    one_line(&truncated);
+    let csv = f.write("exchanges.csv", b"ts,request_id\n2026-01-01T00:00:00Z,r1\n");
+    assert!(one_line(&csv).contains("CSV is not part of the data contract"));
+    assert!(one_line(&f.path("missing.jsonl")).contains("no such file"));
+    let fake = f.write("fake.parquet", GOOD.as_bytes());
+    assert!(one_line(&fake).contains("not a Parquet file"));
+    let empty = f.write("empty.parquet", b"");
+    assert!(one_line(&empty).contains("empty file"));
+    let gz_named_plain = f.write("g.jsonl", &gzip(GOOD.as_bytes()));
+    assert!(one_line(&gz_named_plain).contains("gzip"));
+    let plain_named_gz = f.write("p.jsonl.gz", GOOD.as_bytes());
+    assert!(one_line(&plain_named_gz).contains("not gzip"));
+    // A truncated Parquet file: the footer is gone.
+    let pq = write_parquet(
+        &f,
+        "whole.parquet",
+        &load_ok(&f, Table::Exchanges, &f.write("g2.jsonl", GOOD.as_bytes())).0,
+    );
+    let bytes = std::fs::read(&pq).unwrap();
+    let cut = f.write("cut.parquet", &bytes[..bytes.len() - 20]);
+    one_line(&cut);
+}
+
+#[test]
+fn directories_are_read_in_name_order_skipping_hidden_files() {
+    let f = Fixture::new();
+    let lines: Vec<&str> = GOOD.lines().collect();
+    f.write("dir/b.jsonl", format!("{}\n", lines[1]).as_bytes());
+    f.write("dir/a.jsonl", format!("{}\n", lines[0]).as_bytes());
+    f.write(
+        "dir/sub/c.jsonl.gz",
+        &gzip(format!("{}\n", lines[2]).as_bytes()),
+    );
+    f.write("dir/_SUCCESS", b"");
+    f.write("dir/.a.jsonl.crc", b"xx");
+    let (b, diag) = load_ok(&f, Table::Exchanges, &f.path("dir"));
+    assert_eq!(
+        strings(&b, "request_id"),
+        vec![Some("r1".into()), Some("r2".into()), Some("r3".into())]
+    );
+    assert_eq!(diag.report().tables[&Table::Exchanges].files, 3);
+    f.write("dir/notes.txt", b"hello");
+    let diag = Diagnostics::new(f.quarantine());
+    let e = load(
+        Table::Exchanges,
+        &f.path("dir"),
+        &ReadOptions::default(),
+        &diag,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("notes.txt: unsupported file type"),
+        "{e}"
+    );
+}
+
+fn write_parquet(f: &Fixture, name: &str, batch: &RecordBatch) -> PathBuf {
+    let p = f.path(name);
+    let file = std::fs::File::create(&p).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(2))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    p
+}
+
+#[test]
+fn jsonl_and_parquet_of_the_same_records_give_identical_tables() {
+    let f = Fixture::new();
+    for table in [Table::Exchanges, Table::Accounts] {
+        let data = match table {
+            Table::Exchanges => GOOD.to_owned(),
+            _ => r#"{"account_id":"a1","created_at":"2026-01-01T00:00:00Z","email_domain":"x.example","verification":"EDU","payment_fingerprint":"p","billing_country":"fr","signup_ip":"2001:db8::1"}
+{"account_id":"a2","created_at":"2026-01-02T00:00:00.5-05:00"}
+"#
+            .to_owned(),
+        };
+        let from_jsonl = load_ok(
+            &f,
+            table,
+            &f.write(&format!("{table}.jsonl"), data.as_bytes()),
+        )
+        .0;
+        let pq = write_parquet(&f, &format!("{table}.parquet"), &from_jsonl);
+        let from_parquet = load_ok(&f, table, &pq).0;
+        assert_eq!(from_parquet, from_jsonl, "{table}");
+    }
+}
+
+/// A Parquet file written by another tool: other integer widths, nanosecond timestamps
+/// without time zone, large strings, dictionary strings, no `status` column.
+#[test]
+fn parquet_with_other_physical_types_is_widened_to_the_contract() {
+    use arrow::array::*;
+    let f = Fixture::new();
+    let jsonl = GOOD.lines().nth(1).unwrap().to_owned() + "\n";
+    let expected = load_ok(&f, Table::Exchanges, &f.write("e.jsonl", jsonl.as_bytes())).0;
+    let msg_fields = arrow::datatypes::Fields::from(vec![
+        Field::new("role", DataType::LargeUtf8, true),
+        Field::new("content", DataType::Utf8View, true),
+        Field::new("name", DataType::Utf8, true),
+    ]);
+    let structs = StructArray::new(
+        msg_fields.clone(),
+        vec![
+            Arc::new(LargeStringArray::from(vec!["USER"])) as ArrayRef,
+            Arc::new(StringViewArray::from(vec!["x"])),
+            Arc::new(StringArray::from(vec![None::<&str>])),
+        ],
+        None,
+    );
+    let messages = LargeListArray::new(
+        Arc::new(Field::new("element", DataType::Struct(msg_fields), true)),
+        arrow::buffer::OffsetBuffer::new(vec![0i64, 1].into()),
+        Arc::new(structs),
+        None,
+    );
+    let ts = expected
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+        .value(0);
+    let schema = Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        Field::new("request_id", DataType::LargeUtf8, true),
+        Field::new(
+            "account_id",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        ),
+        Field::new("model", DataType::Utf8, true),
+        Field::new("client_ip", DataType::Utf8, true),
+        Field::new("messages", messages.data_type().clone(), true),
+        Field::new("input_tokens", DataType::Int64, true),
+        Field::new("output_tokens", DataType::UInt8, true),
+        Field::new("something_else", DataType::Float64, true),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(TimestampNanosecondArray::from(vec![ts * 1000])),
+            Arc::new(LargeStringArray::from(vec!["r2"])),
+            Arc::new(
+                vec!["a2"]
+                    .into_iter()
+                    .collect::<DictionaryArray<arrow::datatypes::Int32Type>>(),
+            ),
+            Arc::new(StringArray::from(vec!["m-2"])),
+            Arc::new(StringArray::from(vec!["2001:DB8::7"])),
+            Arc::new(messages),
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(UInt8Array::from(vec![2])),
+            Arc::new(Float64Array::from(vec![0.5])),
+        ],
+    )
+    .unwrap();
+    let pq = write_parquet(&f, "other.parquet", &batch);
+    assert_eq!(load_ok(&f, Table::Exchanges, &pq).0, expected);
+}
+
+#[test]
+fn bad_parquet_rows_are_quarantined_with_row_group_and_row() {
+    use arrow::array::*;
+    let f = Fixture::new();
+    let schema = Schema::new(vec![
+        Field::new("account_id", DataType::Utf8, true),
+        Field::new("created_at", DataType::Utf8, true),
+        Field::new("verification", DataType::Utf8, true),
+        Field::new("signup_ip", DataType::Utf8, true),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("a1"),
+                None,
+                Some("a3"),
+                Some("a4"),
+                Some("a5"),
+            ])),
+            Arc::new(StringArray::from(vec![
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00",
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z",
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("card"),
+                None,
+                None,
+                Some("gold"),
+                None,
+            ])),
+            Arc::new(StringArray::from(vec![
+                None,
+                None,
+                None,
+                None,
+                Some("1.2.3.4.5"),
+            ])),
+        ],
+    )
+    .unwrap();
+    let pq = write_parquet(&f, "accounts.parquet", &batch);
+    let (b, diag) = load_ok(&f, Table::Accounts, &pq);
+    assert_eq!(strings(&b, "account_id"), vec![Some("a1".into())]);
+    let q = f.quarantine_lines();
+    let got: Vec<(u64, u64, &str)> = q
+        .iter()
+        .map(|l| {
+            (
+                l["row_group"].as_u64().unwrap(),
+                l["row"].as_u64().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, 1, "missing_field"),
+            (1, 0, "bad_timestamp"),
+            (1, 1, "bad_value"),
+            (2, 0, "bad_address")
+        ]
+    );
+    assert!(q[3]["raw"].as_str().unwrap().contains("1.2.3.4.5"));
+    assert_eq!(diag.report().bad_total(), 4);
+}
+
+#[test]
+fn parquet_column_of_the_wrong_type_is_one_clear_error() {
+    use arrow::array::*;
+    let f = Fixture::new();
+    let schema = Schema::new(vec![
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("created_at", DataType::Int64, false),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(vec!["a1"])),
+            Arc::new(Int64Array::from(vec![5])),
+        ],
+    )
+    .unwrap();
+    let pq = write_parquet(&f, "wrong.parquet", &batch);
+    let diag = Diagnostics::new(f.quarantine());
+    let e = load(Table::Accounts, &pq, &ReadOptions::default(), &diag)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("column `created_at` has type Int64, expected a timestamp"),
+        "{e}"
+    );
+    let schema = Schema::new(vec![Field::new("account_id", DataType::Utf8, false)]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![Arc::new(StringArray::from(vec!["a1"]))],
+    )
+    .unwrap();
+    let pq = write_parquet(&f, "short.parquet", &batch);
+    let e = load(Table::Accounts, &pq, &ReadOptions::default(), &diag)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("required column `created_at` is missing"), "{e}");
+}
+
+#[test]
+fn batches_stay_small_whatever_the_file_size() {
+    let f = Fixture::new();
+    let line = GOOD.lines().nth(1).unwrap();
+    let mut data = String::new();
+    for i in 0..10_000 {
+        data.push_str(&line.replace("\"r2\"", &format!("\"r{i}\"")));
+        data.push('\n');
+    }
+    let p = f.write("many.jsonl", data.as_bytes());
+    let files = discover(&p).unwrap();
+    let diag = Diagnostics::new(f.quarantine());
+    let opts = ReadOptions {
+        batch_size: 1000,
+        ..ReadOptions::default()
+    };
+    let batches = read_table(Table::Exchanges, &files, &opts, &diag).unwrap();
+    assert_eq!(batches.len(), 10);
+    assert!(batches.iter().all(|b| b.num_rows() == 1000));
+    let opts = ReadOptions {
+        batch_bytes: 100 * line.len(),
+        ..ReadOptions::default()
+    };
+    let batches = read_table(
+        Table::Exchanges,
+        &files,
+        &opts,
+        &Diagnostics::new(f.quarantine()),
+    )
+    .unwrap();
+    assert!(
+        batches.iter().all(|b| b.num_rows() <= 100),
+        "byte budget cuts batches"
+    );
+    assert_eq!(
+        batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        10_000
+    );
+}
+
+#[test]
+fn a_second_scan_records_nothing_twice() {
+    let f = Fixture::new();
+    let data = format!("{}\nnot json\n", GOOD.lines().next().unwrap());
+    let p = f.write("twice.jsonl", data.as_bytes());
+    let files = discover(&p).unwrap();
+    let diag = Diagnostics::new(f.quarantine());
+    for _ in 0..2 {
+        let b = read_table(Table::Exchanges, &files, &ReadOptions::default(), &diag).unwrap();
+        assert_eq!(b.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    }
+    diag.flush().unwrap();
+    let r = diag.report();
+    assert_eq!((r.tables[&Table::Exchanges].rows, r.bad_total()), (1, 1));
+    assert_eq!(f.quarantine_lines().len(), 1);
+}
