@@ -36,6 +36,12 @@ pub enum Command {
     /// Example: distillguard sql "SELECT account_id, count(*) AS n FROM exchanges GROUP BY 1
     /// ORDER BY n DESC LIMIT 10" --exchanges logs/
     Sql(SqlArgs),
+    /// Simulate LLM API traffic with ground truth: benign customers (hard negatives
+    /// included) and distillation campaigns, written in the data contract.
+    ///
+    /// Writes DIR/exchanges/part-*.parquet (or .jsonl), DIR/accounts, DIR/model_releases,
+    /// DIR/labels and DIR/truth.csv. Same scenario, scale and seed give byte-identical output.
+    Simulate(SimulateArgs),
 }
 
 /// Where the input tables are and how to read them.
@@ -133,4 +139,41 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
     pub format: SqlFormat,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimFormat {
+    Parquet,
+    Jsonl,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Built-in scenario (seed, small, evasive) or the path of a scenario .toml file.
+    #[arg(long, value_name = "NAME|FILE", default_value = "small")]
+    pub scenario: String,
+
+    /// Multiply every account and exchange count by this factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+
+    /// Random seed (default: the scenario's own).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Output directory; must be empty or absent unless --force.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SimFormat::Parquet)]
+    pub format: SimFormat,
+
+    /// Replace the simulator's files in a non-empty output directory.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Worker threads (default: all cores). The output does not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }

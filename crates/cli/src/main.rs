@@ -5,6 +5,7 @@ mod args;
 mod check;
 mod fmt;
 mod progress;
+mod simulate;
 mod sql;
 
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check(a) => check::run(a).await,
             Command::Sql(a) => sql::run(a).await,
+            Command::Simulate(a) => simulate::run(a).await,
         }
     });
     match result {
