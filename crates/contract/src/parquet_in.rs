@@ -263,6 +263,14 @@ fn convert_column(
     let out: ArrayRef = match col.kind {
         Kind::Text => {
             let s = to_strings(a)?;
+            let has_empty = s
+                .value_offsets()
+                .windows(2)
+                .enumerate()
+                .any(|(i, w)| w[0] == w[1] && s.is_valid(i));
+            if !has_empty {
+                return Ok(Arc::new(s));
+            }
             Arc::new(
                 s.iter()
                     .enumerate()
@@ -280,6 +288,23 @@ fn convert_column(
         }
         Kind::Ip | Kind::Country | Kind::OneOf(_) => {
             let s = to_strings(a)?;
+            let unchanged = |v: &str| match col.kind {
+                Kind::Ip => matches!(
+                    values::canonical_ip(name, v),
+                    Ok(std::borrow::Cow::Borrowed(_))
+                ),
+                Kind::Country => {
+                    matches!(values::country(name, v), Ok(std::borrow::Cow::Borrowed(_)))
+                }
+                Kind::OneOf(allowed) => allowed.contains(&v),
+                _ => false,
+            };
+            // Most files are already canonical: keep the column as it is.
+            if s.iter()
+                .all(|v| v.is_none_or(|v| !v.is_empty() && unchanged(v)))
+            {
+                return Ok(Arc::new(s));
+            }
             Arc::new(
                 s.iter()
                     .enumerate()
@@ -322,6 +347,7 @@ fn convert_column(
                 .collect();
             Arc::new(ts.with_timezone("UTC"))
         }
+        Kind::Timestamp if a.data_type() == &target => a.clone(),
         Kind::Timestamp => {
             // Any unit; a timestamp without time zone is taken as UTC.
             let naive = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
@@ -391,6 +417,25 @@ fn convert_messages(
     let structs = list.values().as_struct();
     let roles = to_strings(structs.column_by_name("role").expect("checked"))?;
     let contents = to_strings(structs.column_by_name("content").expect("checked"))?;
+    let field = Arc::new(Field::new("item", DataType::Struct(message_fields()), true));
+    // Fast path: canonical roles, no null role or content, no null message: reuse the arrays.
+    if structs.null_count() == 0
+        && contents.null_count() == 0
+        && roles.null_count() == 0
+        && roles.iter().all(|r| r.is_some_and(|r| ROLES.contains(&r)))
+    {
+        let structs = StructArray::new(
+            message_fields(),
+            vec![Arc::new(roles) as ArrayRef, Arc::new(contents)],
+            None,
+        );
+        return Ok(Arc::new(ListArray::new(
+            field,
+            OffsetBuffer::new(list.offsets().inner().clone()),
+            Arc::new(structs),
+            list.nulls().cloned(),
+        )));
+    }
     let mut role_problem: Vec<Option<Problem>> = vec![None; roles.len()];
     let roles: StringArray = roles
         .iter()
@@ -435,7 +480,6 @@ fn convert_messages(
         vec![Arc::new(roles) as ArrayRef, Arc::new(contents)],
         None,
     );
-    let field = Arc::new(Field::new("item", DataType::Struct(message_fields()), true));
     Ok(Arc::new(ListArray::new(
         field,
         OffsetBuffer::new(list.offsets().inner().clone()),

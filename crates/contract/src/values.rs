@@ -62,6 +62,10 @@ pub fn parse_timestamp(field: &str, s: &str) -> Result<i64, Problem> {
 
 /// Checks an IPv4/IPv6 address and returns its canonical text form.
 pub fn canonical_ip<'a>(field: &str, s: &'a str) -> Result<Cow<'a, str>, Problem> {
+    // Dotted-quad IPv4 that parses is already canonical (leading zeros are rejected).
+    if s.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(Cow::Borrowed(s));
+    }
     match s.parse::<IpAddr>() {
         Ok(ip) => {
             let canonical = ip.to_canonical().to_string();

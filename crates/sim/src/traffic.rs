@@ -86,14 +86,13 @@ fn hex_id(prefix: &str, v: u64) -> String {
 
 /// Rough token count of a text: ~4 characters per token for Latin script, ~1.5 for CJK.
 fn tokens(s: &str) -> u64 {
-    let mut ascii = 0u64;
-    let mut other = 0u64;
-    for c in s.chars() {
-        if c.is_ascii() {
-            ascii += 1;
-        } else {
-            other += 1;
-        }
+    if s.is_ascii() {
+        return s.len() as u64 / 4 + 1;
+    }
+    let (mut ascii, mut other) = (0u64, 0u64);
+    for &b in s.as_bytes() {
+        ascii += (b < 0x80) as u64;
+        other += (b >= 0xc0) as u64; // lead byte of a multi-byte character
     }
     ascii / 4 + other * 2 / 3 + 1
 }

@@ -243,8 +243,7 @@ impl World {
             Class::Startup => 10,
             _ => 1,
         };
-        let mut group_facts: Vec<GroupFacts> =
-            Vec::new();
+        let mut group_facts: Vec<GroupFacts> = Vec::new();
         for (i, &v) in vols.iter().enumerate() {
             let i = i as u64;
             let mut r = self.rng(class, 1000 + i);

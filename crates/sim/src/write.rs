@@ -19,7 +19,8 @@ use dg_contract::Table;
 use dg_contract::schema::message_fields;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use serde::Serialize;
 
 use crate::traffic::{Exchange, account_exchanges};
@@ -151,8 +152,31 @@ pub fn write_exchanges(
 }
 
 fn props() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
+    // Dictionaries only where values repeat: building one over prompt text costs time and
+    // is thrown away.
+    // Statistics likewise: min/max over long strings is costly and prunes nothing.
+    let mut b = WriterProperties::builder()
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None);
+    for col in ["ts", "account_id", "model"] {
+        b = b.set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::Page);
+    }
+    for col in [
+        "account_id",
+        "api_key_id",
+        "model",
+        "asn",
+        "country",
+        "user_agent",
+        "tls_ja4",
+        "verification",
+        "billing_country",
+        "email_domain",
+        "campaign",
+    ] {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(col), true);
+    }
+    b.set_compression(Compression::LZ4_RAW)
         .set_max_row_group_row_count(Some(64 * 1024))
         .set_created_by("distillguard simulate".into())
         .build()
