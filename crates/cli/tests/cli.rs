@@ -229,3 +229,76 @@ fn sql_self_join_quarantines_each_bad_record_once() {
     let q = std::fs::read_to_string(dir.path().join("quarantine.jsonl")).unwrap();
     assert_eq!(q.lines().count(), 1);
 }
+
+#[test]
+fn simulate_writes_a_dataset_that_check_reads_with_no_bad_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let (ok, stdout, err) = run(bin()
+        .args([
+            "simulate",
+            "--scenario",
+            "small",
+            "--scale",
+            "0.05",
+            "--seed",
+            "3",
+            "--out",
+        ])
+        .arg(&out));
+    assert!(ok, "{err}");
+    assert!(
+        stdout.starts_with("simulated small (seed 3, scale 0.05)"),
+        "{stdout}"
+    );
+    for class in [
+        "chat",
+        "enterprise",
+        "eval_harness",
+        "reseller",
+        "student",
+        "hydra",
+        "reasoning",
+        "agentic",
+    ] {
+        assert!(
+            stdout.contains(&format!("\n{class} ")),
+            "{class} missing: {stdout}"
+        );
+    }
+    let (ok, stdout, err) = run(bin().current_dir(&out).args([
+        "check",
+        "--exchanges",
+        "exchanges",
+        "--accounts",
+        "accounts.parquet",
+        "--releases",
+        "model_releases.parquet",
+        "--labels",
+        "labels.parquet",
+    ]));
+    assert!(ok, "{err}");
+    assert!(stdout.contains("bad records     none"), "{stdout}");
+    assert!(stdout.contains("atlas-3       released"), "{stdout}");
+
+    let (ok, _, err) = run(bin()
+        .args(["simulate", "--scale", "0.05", "--out"])
+        .arg(&out));
+    assert!(
+        !ok,
+        "a non-empty directory is not overwritten without --force"
+    );
+    assert!(err.contains("--force"), "{err}");
+    let (ok, _, err) = run(bin()
+        .args(["simulate", "--scale", "0.05", "--force", "--out"])
+        .arg(&out));
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(bin()
+        .args(["simulate", "--scenario", "nope", "--out"])
+        .arg(dir.path().join("x")));
+    assert!(!ok);
+    assert!(
+        err.contains("built-in scenarios are seed, small, evasive"),
+        "{err}"
+    );
+}

@@ -339,12 +339,15 @@ fn read_jsonl(r: &mut FileReader<'_>, compression: Compression) -> Result<(), In
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let result = match std::str::from_utf8(bytes) {
+                let result = match simdutf8::basic::from_utf8(bytes) {
                     Ok(text) => rows.push_line(text),
-                    Err(e) => Err(Problem::new(
+                    Err(_) => Err(Problem::new(
                         "",
                         BadReason::InvalidUtf8,
-                        format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                        format!(
+                            "invalid UTF-8 at byte {}",
+                            std::str::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), |_| 0)
+                        ),
                     )),
                 };
                 match result {
