@@ -206,6 +206,18 @@ impl Diagnostics {
         }
     }
 
+    fn count_bad(&self, table: Table, reason: BadReason) {
+        *self
+            .tables
+            .lock()
+            .unwrap()
+            .entry(table)
+            .or_default()
+            .bad
+            .entry(reason)
+            .or_insert(0) += 1;
+    }
+
     /// Counts a bad record and writes it to the quarantine.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_bad(
@@ -218,41 +230,14 @@ impl Diagnostics {
         detail: &str,
         raw: Raw<'_>,
     ) -> Result<(), IngestError> {
-        *self
-            .tables
-            .lock()
-            .unwrap()
-            .entry(table)
-            .or_default()
-            .bad
-            .entry(reason)
-            .or_insert(0) += 1;
+        self.count_bad(table, reason);
         let raw_text: String = match raw {
             Raw::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
             Raw::Json(s) => s.to_owned(),
         };
-        let mut q = self.quarantine.lock().unwrap();
-        let line = QuarantineLine {
-            table: table.name(),
-            source: &source.to_string_lossy(),
-            line: match at {
-                Location::Line(n) => Some(n),
-                Location::Row { .. } => None,
-            },
-            row_group: match at {
-                Location::Row { row_group, .. } => Some(row_group),
-                Location::Line(_) => None,
-            },
-            row: match at {
-                Location::Row { row, .. } => Some(row),
-                Location::Line(_) => None,
-            },
-            reason,
-            field,
-            detail,
-            raw: &raw_text,
-        };
-        q.write_line(&line)
+        let source = source.to_string_lossy();
+        let line = QuarantineLine::new(table, &source, at, reason, field, detail, &raw_text);
+        self.quarantine.lock().unwrap().write_line(&line)
     }
 
     /// Starts a quarantine record whose raw text arrives in chunks (a line over the size
@@ -265,30 +250,10 @@ impl Diagnostics {
         reason: BadReason,
         detail: &str,
     ) -> Result<StreamedRaw<'_>, IngestError> {
-        *self
-            .tables
-            .lock()
-            .unwrap()
-            .entry(table)
-            .or_default()
-            .bad
-            .entry(reason)
-            .or_insert(0) += 1;
+        self.count_bad(table, reason);
         let mut guard = self.quarantine.lock().unwrap();
-        let line = QuarantineLine {
-            table: table.name(),
-            source: &source.to_string_lossy(),
-            line: match at {
-                Location::Line(n) => Some(n),
-                Location::Row { .. } => None,
-            },
-            row_group: None,
-            row: None,
-            reason,
-            field: None,
-            detail,
-            raw: "",
-        };
+        let source = source.to_string_lossy();
+        let line = QuarantineLine::new(table, &source, at, reason, None, detail, "");
         let mut head = serde_json::to_string(&line).expect("serialising a quarantine line");
         // Drop the closing `"}` of the empty raw string: chunks follow, then `"}`.
         head.truncate(head.len() - 2);
@@ -339,6 +304,34 @@ struct QuarantineLine<'a> {
     field: Option<&'a str>,
     detail: &'a str,
     raw: &'a str,
+}
+
+impl<'a> QuarantineLine<'a> {
+    fn new(
+        table: Table,
+        source: &'a str,
+        at: Location,
+        reason: BadReason,
+        field: Option<&'a str>,
+        detail: &'a str,
+        raw: &'a str,
+    ) -> Self {
+        let (line, row_group, row) = match at {
+            Location::Line(n) => (Some(n), None, None),
+            Location::Row { row_group, row } => (None, Some(row_group), Some(row)),
+        };
+        QuarantineLine {
+            table: table.name(),
+            source,
+            line,
+            row_group,
+            row,
+            reason,
+            field,
+            detail,
+            raw,
+        }
+    }
 }
 
 impl Quarantine {
