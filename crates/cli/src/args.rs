@@ -36,6 +36,17 @@ pub enum Command {
     /// Example: distillguard sql "SELECT account_id, count(*) AS n FROM exchanges GROUP BY 1
     /// ORDER BY n DESC LIMIT 10" --exchanges logs/
     Sql(SqlArgs),
+    /// Find distillation campaigns: features, account links, campaigns and verdicts.
+    ///
+    /// Writes DIR/accounts.csv (one verdict per account), DIR/campaigns.json,
+    /// DIR/lookalikes.json (benign clusters and why they were cleared), DIR/summary.json,
+    /// DIR/account_features.parquet and DIR/exchange_features/ (query them with
+    /// `distillguard sql --result DIR`).
+    Analyze(AnalyzeArgs),
+    /// Score an analysis result against ground truth (labels, and truth.csv classes).
+    Eval(EvalArgs),
+    /// Simulate the `small` scenario, analyze it, evaluate the result and print a summary.
+    Demo(DemoArgs),
     /// Simulate LLM API traffic with ground truth: benign customers (hard negatives
     /// included) and distillation campaigns, written in the data contract.
     ///
@@ -63,9 +74,10 @@ pub struct InputArgs {
     #[arg(long, value_name = "PATH")]
     pub labels: Vec<PathBuf>,
 
-    /// Where bad records are written, one JSON object per line.
-    #[arg(long, value_name = "FILE", default_value = "quarantine.jsonl")]
-    pub quarantine: PathBuf,
+    /// Where bad records are written, one JSON object per line [default: quarantine.jsonl in
+    /// the output directory, or in the current directory for commands without one].
+    #[arg(long, value_name = "FILE")]
+    pub quarantine: Option<PathBuf>,
 
     /// Stop at the first bad record with its file, line, field and reason (exit code 1).
     #[arg(long)]
@@ -81,6 +93,16 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
+    /// The quarantine file: the flag's value, else `quarantine.jsonl` in `dir`.
+    pub fn quarantine_in(&self, dir: Option<&std::path::Path>) -> PathBuf {
+        self.quarantine.clone().unwrap_or_else(|| {
+            dir.map_or_else(
+                || PathBuf::from("quarantine.jsonl"),
+                |d| d.join("quarantine.jsonl"),
+            )
+        })
+    }
+
     pub fn inputs(&self) -> Inputs {
         Inputs {
             exchanges: self.exchanges.clone(),
@@ -139,6 +161,10 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
     pub format: SqlFormat,
+
+    /// Also register an analysis result: tables exchange_features and account_features.
+    #[arg(long, value_name = "DIR")]
+    pub result: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -176,4 +202,56 @@ pub struct SimulateArgs {
     /// Worker threads (default: all cores). The output does not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Detection config (TOML; any subset of the keys of --print-config).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Output directory (created if absent; earlier results in it are replaced).
+    #[arg(long, value_name = "DIR", required_unless_present = "print_config")]
+    pub out: Option<PathBuf>,
+
+    /// Print the default config (every weight and threshold, documented) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Labels table (account_id, campaign): file or directory in the data contract.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub labels: Vec<PathBuf>,
+
+    /// truth.csv from the simulator (account_id, class): per-class false-positive rates.
+    #[arg(long, value_name = "FILE")]
+    pub truth: Option<PathBuf>,
+
+    /// The output directory of `distillguard analyze`.
+    #[arg(long, value_name = "DIR")]
+    pub result: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Working directory for the simulated data and the result.
+    #[arg(long, value_name = "DIR", default_value = "distillguard-demo")]
+    pub out: PathBuf,
+
+    /// Built-in scenario or scenario file.
+    #[arg(long, value_name = "NAME|FILE", default_value = "small")]
+    pub scenario: String,
+
+    /// Random seed (default: the scenario's own).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }

@@ -18,7 +18,7 @@ pub async fn run(a: CheckArgs) -> anyhow::Result<ExitCode> {
     if a.input.exchanges.is_empty() {
         bail!("check needs --exchanges PATH: the exchanges table is required");
     }
-    let diag = Arc::new(Diagnostics::new(&a.input.quarantine));
+    let diag = Arc::new(Diagnostics::new(a.input.quarantine_in(None)));
     let engine = Engine::open(&a.input.inputs(), a.input.read_options(), diag.clone())?;
     let progress = ReadProgress::start(diag.clone(), engine.input_bytes());
     let summary = summarize(&engine).await;

@@ -1,6 +1,7 @@
 //! `distillguard`: the command-line face of the workspace. Thin glue: parse arguments, open
 //! the engine, run a command, print. All the work happens in the library crates.
 
+mod analyze;
 mod args;
 mod check;
 mod fmt;
@@ -32,6 +33,9 @@ fn main() -> ExitCode {
             Command::Check(a) => check::run(a).await,
             Command::Sql(a) => sql::run(a).await,
             Command::Simulate(a) => simulate::run(a).await,
+            Command::Analyze(a) => analyze::run(a).await,
+            Command::Eval(a) => analyze::eval(a).await,
+            Command::Demo(a) => analyze::demo(a).await,
         }
     });
     match result {

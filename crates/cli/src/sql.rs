@@ -15,8 +15,11 @@ use crate::fmt::count;
 use crate::progress::ReadProgress;
 
 pub async fn run(a: SqlArgs) -> anyhow::Result<ExitCode> {
-    let diag = Arc::new(Diagnostics::new(&a.input.quarantine));
+    let diag = Arc::new(Diagnostics::new(a.input.quarantine_in(None)));
     let engine = Engine::open(&a.input.inputs(), a.input.read_options(), diag.clone())?;
+    if let Some(dir) = &a.result {
+        dg_detect::analyze::register_result(&engine, dir).await?;
+    }
     let df = engine.ctx.sql(&a.query).await.map_err(EngineError::from)?;
     let progress = ReadProgress::start(diag.clone(), engine.input_bytes());
     let mut stream = df.execute_stream().await.map_err(EngineError::from)?;

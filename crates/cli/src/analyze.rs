@@ -1,0 +1,295 @@
+//! `distillguard analyze`, `eval` and `demo`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use arrow::array::{Array, AsArray};
+use dg_contract::Diagnostics;
+use dg_detect::eval::{EvalReport, evaluate, read_exchanges, read_result, read_truth};
+use dg_detect::{Analysis, Config, Stage};
+use dg_engine::{Engine, Inputs};
+
+use crate::args::{AnalyzeArgs, CheckFormat, DemoArgs, EvalArgs, SimFormat, SimulateArgs};
+use crate::fmt::count;
+use crate::progress::ReadProgress;
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        None => Ok(Config::default()),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        }
+    }
+}
+
+pub async fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    if a.print_config {
+        print!("{}", Config::default().to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = a.out.clone().expect("clap requires --out");
+    if a.input.exchanges.is_empty() {
+        bail!("analyze needs --exchanges PATH: the exchanges table is required");
+    }
+    let cfg = load_config(a.config.as_deref())?;
+    let quarantine = a.input.quarantine_in(Some(&out));
+    let analysis = analyze_inputs(
+        &a.input.inputs(),
+        a.input.read_options(),
+        &quarantine,
+        &cfg,
+        &out,
+    )
+    .await?;
+    print_summary(&analysis, &out);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn analyze_inputs(
+    inputs: &Inputs,
+    opts: dg_contract::ReadOptions,
+    quarantine: &Path,
+    cfg: &Config,
+    out: &Path,
+) -> anyhow::Result<Analysis> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let diag = Arc::new(Diagnostics::new(quarantine));
+    let engine = Engine::open(inputs, opts, diag.clone())?;
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = Some(ReadProgress::start(diag.clone(), engine.input_bytes()));
+    let started = std::time::Instant::now();
+    let result = dg_detect::analyze(&engine, cfg, out, |stage| {
+        if stage != Stage::Features {
+            progress.take();
+        }
+        if tty {
+            eprintln!(
+                "[{:>6.1} s] {}",
+                started.elapsed().as_secs_f64(),
+                stage.name()
+            );
+        }
+        tracing::info!(stage = stage.name(), "analyze");
+    })
+    .await;
+    drop(progress);
+    diag.flush()?;
+    let analysis = result?;
+    let report = diag.report();
+    if report.bad_total() > 0 {
+        let reasons = report
+            .bad_by_reason()
+            .iter()
+            .map(|(r, n)| format!("{r} {}", count(*n)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        eprintln!(
+            "note: {} bad records skipped and written to {} ({reasons})",
+            count(report.bad_total()),
+            quarantine.display()
+        );
+    }
+    Ok(analysis)
+}
+
+fn print_summary(a: &Analysis, out: &Path) {
+    let s = &a.stats;
+    println!(
+        "analyzed {} exchanges of {} accounts in {:.1} s ({:.0} exchanges/s): features {:.1} s, profiles {:.1} s, linking {:.1} s",
+        count(s.exchanges),
+        count(s.accounts as u64),
+        s.seconds_total,
+        s.exchanges as f64 / s.seconds_total.max(1e-9),
+        s.seconds_features,
+        s.seconds_profiles,
+        s.seconds_linking
+    );
+    println!(
+        "{} campaigns, {} accounts attack, {} suspicious; {} clusters from {} candidate pairs ({} edges)",
+        s.campaigns,
+        count(s.attack_accounts as u64),
+        count(s.suspicious_accounts as u64),
+        count(s.clusters as u64),
+        count(s.candidate_pairs as u64),
+        count(s.edges as u64)
+    );
+    if !a.outcome.campaigns.is_empty() {
+        println!(
+            "\n{:<12} {:>8} {:>11} {:>6} {:<22} top shared indicator",
+            "campaign", "accounts", "exchanges", "conf", "focus"
+        );
+        for c in &a.outcome.campaigns {
+            let focus = c
+                .capability_focus
+                .first()
+                .map(|(k, v)| format!("{k} {:.0}%", v * 100.0))
+                .unwrap_or_default();
+            let top = c
+                .shared_indicators
+                .first()
+                .map(|i| format!("{} ({} accounts)", i.kind, i.accounts))
+                .unwrap_or_default();
+            println!(
+                "{:<12} {:>8} {:>11} {:>6.2} {:<22} {top}",
+                c.id,
+                count(c.accounts as u64),
+                count(c.exchanges),
+                c.confidence,
+                focus
+            );
+        }
+    }
+    if !a.outcome.look_alikes.is_empty() {
+        let n: usize = a.outcome.look_alikes.iter().map(|l| l.accounts).sum();
+        println!(
+            "\n{} benign look-alike clusters ({} accounts) were linked but cleared; see lookalikes.json",
+            a.outcome.look_alikes.len(),
+            count(n as u64)
+        );
+    }
+    println!(
+        "\nresults in {}: accounts.csv, campaigns.json, lookalikes.json, summary.json, account_features.parquet, exchange_features/",
+        out.display()
+    );
+}
+
+async fn read_labels(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, String>> {
+    let inputs = Inputs {
+        labels: paths.to_vec(),
+        ..Default::default()
+    };
+    let diag = Arc::new(Diagnostics::new(Path::new("quarantine.jsonl")));
+    let engine = Engine::open(&inputs, Default::default(), diag.clone())?;
+    let batches = engine
+        .query("SELECT account_id, campaign FROM labels")
+        .await?;
+    diag.flush()?;
+    let mut out = HashMap::new();
+    for b in batches {
+        let ids = b.column(0).as_string::<i32>();
+        let camp = b.column(1).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let c = if camp.is_null(i) { "" } else { camp.value(i) };
+            out.insert(ids.value(i).to_string(), c.to_string());
+        }
+    }
+    if diag.report().bad_total() > 0 {
+        eprintln!(
+            "note: {} bad label records skipped (see quarantine.jsonl)",
+            diag.report().bad_total()
+        );
+    }
+    Ok(out)
+}
+
+async fn eval_report(
+    labels: &[PathBuf],
+    truth: Option<&Path>,
+    result: &Path,
+) -> anyhow::Result<EvalReport> {
+    let labels = read_labels(labels).await?;
+    let truth = truth
+        .map(read_truth)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let res = read_result(result).map_err(anyhow::Error::msg)?;
+    let ex = read_exchanges(result).map_err(anyhow::Error::msg)?;
+    Ok(evaluate(&labels, truth.as_ref(), &res, &ex))
+}
+
+fn print_eval(r: &EvalReport) {
+    println!(
+        "account recall          {:>8.4}  ({} attack accounts)",
+        r.account_recall,
+        count(r.attack_accounts as u64)
+    );
+    println!("exchange-weighted recall {:>7.4}", r.exchange_recall);
+    println!(
+        "benign false positives  {:>8.4}% ({} of {} benign accounts flagged attack)",
+        r.benign_fpr * 100.0,
+        r.benign_flagged,
+        count(r.benign_accounts as u64)
+    );
+    println!(
+        "campaign purity         {:>8.4}  ({} predicted, {} true campaigns)",
+        r.campaign_purity, r.predicted_campaigns, r.true_campaigns
+    );
+    println!("adjusted Rand index     {:>8.4}", r.adjusted_rand_index);
+    if r.missing_from_result > 0 {
+        println!(
+            "note: {} labelled accounts have no row in the result (no exchanges?)",
+            r.missing_from_result
+        );
+    }
+    println!(
+        "\n{:<24} {:>8} {:>8} {:>10} {:>8}",
+        "class", "accounts", "attack", "suspicious", "rate"
+    );
+    for c in &r.per_class {
+        println!(
+            "{:<24} {:>8} {:>8} {:>10} {:>8.4}",
+            c.class, c.accounts, c.flagged, c.suspicious, c.rate
+        );
+    }
+}
+
+pub async fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
+    let r = eval_report(&a.labels, a.truth.as_deref(), &a.result).await?;
+    match a.format {
+        CheckFormat::Text => print_eval(&r),
+        CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let data = a.out.join("data");
+    let result = a.out.join("result");
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    println!("== 1/3 simulate ({}) ==", a.scenario);
+    crate::simulate::run(SimulateArgs {
+        scenario: a.scenario.clone(),
+        scale: 1.0,
+        seed: a.seed,
+        out: data.clone(),
+        format: SimFormat::Parquet,
+        force: true,
+        threads: None,
+    })
+    .await?;
+    println!("\n== 2/3 analyze ==");
+    let inputs = Inputs {
+        exchanges: vec![data.join("exchanges")],
+        accounts: vec![data.join("accounts.parquet")],
+        model_releases: vec![data.join("model_releases.parquet")],
+        labels: Vec::new(),
+    };
+    let analysis = analyze_inputs(
+        &inputs,
+        Default::default(),
+        &result.join("quarantine.jsonl"),
+        &Config::default(),
+        &result,
+    )
+    .await?;
+    print_summary(&analysis, &result);
+    println!("\n== 3/3 evaluate against the simulator's ground truth ==");
+    let r = eval_report(
+        &[data.join("labels.parquet")],
+        Some(&data.join("truth.csv")),
+        &result,
+    )
+    .await?;
+    print_eval(&r);
+    println!(
+        "\nnext: distillguard sql --result {} \"SELECT verdict, count(*) FROM account_features GROUP BY 1\"",
+        result.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,540 @@
+//! The batch pipeline: two DataFusion passes, then linking and verdicts in memory over
+//! account-level state only.
+//!
+//! 1. **Features** — `exchanges` → `dg_exchange_features` (scalar UDF) → `DIR/exchange_features/`
+//!    (Parquet, narrow: no prompt text). This is the only pass that reads prompt bytes.
+//! 2. **Profiles** — `exchange_features` → `GROUP BY account_id` with `dg_account_profile`
+//!    (UDAF, mergeable partial states) → one profile per account.
+//! 3. **Traits, links, verdicts** — per account, then over the account graph.
+//! 4. **Outputs** — `accounts.csv`, `campaigns.json`, `account_features.parquet`,
+//!    `lookalikes.json`, `summary.json`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Builder, RecordBatch, StringBuilder, UInt32Builder,
+    UInt64Builder,
+};
+use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::prelude::ParquetReadOptions;
+use dg_engine::{Engine, EngineError};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::features::{ExchangeFeaturesUdf, FIELDS, UDF_NAME};
+use crate::link::{Links, link};
+use crate::profile::{ARGS, AccountProfileUdaf, Profile, UDAF_NAME};
+use crate::traits::{AccountFacts, Release, Trait, Traits, Window, compute};
+use crate::verdict::{Outcome, Verdict, decide};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<datafusion::error::DataFusionError> for AnalyzeError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        AnalyzeError::Engine(e.into())
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AnalyzeError + '_ {
+    move |source| AnalyzeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Stage names reported to the caller's progress callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Features,
+    Profiles,
+    Linking,
+    Writing,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Features => "features (reading every exchange)",
+            Stage::Profiles => "account profiles",
+            Stage::Linking => "linking and verdicts",
+            Stage::Writing => "writing results",
+        }
+    }
+}
+
+/// Figures of one run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunStats {
+    pub accounts: usize,
+    pub exchanges: u64,
+    pub prompt_chars: u64,
+    pub campaigns: usize,
+    pub attack_accounts: usize,
+    pub suspicious_accounts: usize,
+    pub clusters: usize,
+    pub candidate_pairs: usize,
+    pub edges: usize,
+    pub seconds_features: f64,
+    pub seconds_profiles: f64,
+    pub seconds_linking: f64,
+    pub seconds_total: f64,
+}
+
+pub struct Analysis {
+    pub names: Vec<String>,
+    pub profiles: Vec<Profile>,
+    pub facts: Vec<AccountFacts>,
+    pub traits: Vec<Traits>,
+    pub links: Links,
+    pub outcome: Outcome,
+    pub stats: RunStats,
+    pub window: Window,
+}
+
+/// Registers the UDF and UDAF on the engine's session.
+pub fn register_functions(engine: &Engine) {
+    engine
+        .ctx
+        .register_udf(ScalarUDF::from(ExchangeFeaturesUdf::default()));
+    engine
+        .ctx
+        .register_udaf(AggregateUDF::from(AccountProfileUdaf::default()));
+}
+
+/// The query of pass 1. The features stay one struct column: a projection of its fields would
+/// be merged by the optimiser into one UDF call per field.
+pub fn features_sql() -> String {
+    format!(
+        "SELECT request_id, account_id, ts, model, client_ip, asn, country, conversation_id, \
+         input_tokens, output_tokens, reasoning_tokens, max_tokens, \
+         {UDF_NAME}(system, messages, tools, user_agent, tls_ja4, max_tokens, input_tokens, \
+         output_tokens, reasoning_tokens) AS features FROM exchanges"
+    )
+}
+
+/// The query of pass 2.
+pub fn profiles_sql(table: &str) -> String {
+    let feature_names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+    let args: Vec<String> = ARGS
+        .iter()
+        .map(|a| {
+            if feature_names.contains(a) {
+                format!("features['{a}']")
+            } else {
+                a.to_string()
+            }
+        })
+        .collect();
+    format!(
+        "SELECT account_id, {UDAF_NAME}({}) AS profile FROM {table} GROUP BY account_id",
+        args.join(", ")
+    )
+}
+
+/// Runs the whole analysis and writes the results to `out`.
+pub async fn analyze(
+    engine: &Engine,
+    cfg: &Config,
+    out: &Path,
+    mut progress: impl FnMut(Stage),
+) -> Result<Analysis, AnalyzeError> {
+    let t0 = Instant::now();
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    register_functions(engine);
+
+    progress(Stage::Features);
+    let feat_dir = out.join("exchange_features");
+    if feat_dir.exists() {
+        std::fs::remove_dir_all(&feat_dir).map_err(io(&feat_dir))?;
+    }
+    std::fs::create_dir_all(&feat_dir).map_err(io(&feat_dir))?;
+    let df = engine.ctx.sql(&features_sql()).await?;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let plan = df.clone().create_physical_plan().await?;
+        tracing::debug!(
+            "feature plan:\n{}",
+            datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
+        );
+    }
+    let dir = format!("{}/", feat_dir.display());
+    df.write_parquet(
+        &dir,
+        DataFrameWriteOptions::new().with_single_file_output(false),
+        None,
+    )
+    .await?;
+    let seconds_features = t0.elapsed().as_secs_f64();
+
+    progress(Stage::Profiles);
+    let t1 = Instant::now();
+    engine
+        .ctx
+        .register_parquet("exchange_features", &dir, ParquetReadOptions::default())
+        .await?;
+    let batches = engine
+        .ctx
+        .sql(&profiles_sql("exchange_features"))
+        .await?
+        .collect()
+        .await?;
+    let mut rows: Vec<(String, Profile)> = Vec::new();
+    for b in &batches {
+        let ids = arrow::compute::cast(b.column(0), &DataType::Utf8)
+            .map_err(|e| AnalyzeError::Other(e.to_string()))?;
+        let ids = ids.as_string::<i32>();
+        let prof = b.column(1).as_binary::<i64>();
+        for i in 0..b.num_rows() {
+            let p =
+                Profile::decode(prof.value(i)).map_err(|e| AnalyzeError::Other(e.to_string()))?;
+            rows.push((ids.value(i).to_string(), p));
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let (names, profiles): (Vec<String>, Vec<Profile>) = rows.into_iter().unzip();
+    let seconds_profiles = t1.elapsed().as_secs_f64();
+
+    progress(Stage::Linking);
+    let t2 = Instant::now();
+    let facts_by_id = load_facts(engine).await?;
+    let facts: Vec<AccountFacts> = names
+        .iter()
+        .map(|n| facts_by_id.get(n).cloned().unwrap_or_default())
+        .collect();
+    let releases = load_releases(engine).await?;
+    let window = Window {
+        start: profiles.iter().map(|p| p.first_ts).min().unwrap_or(0),
+        end: profiles.iter().map(|p| p.last_ts).max().unwrap_or(0),
+    };
+    let traits: Vec<Traits> = profiles
+        .iter()
+        .zip(&facts)
+        .map(|(p, f)| compute(p, f, &releases, window, &cfg.traits))
+        .collect();
+    let suspicion: Vec<f64> = traits.iter().map(|t| t.suspicion(&cfg.traits)).collect();
+    let links = link(&profiles, &facts, &suspicion, &cfg.link);
+    let outcome = decide(&names, &profiles, &traits, &links, &releases, cfg);
+    let seconds_linking = t2.elapsed().as_secs_f64();
+
+    progress(Stage::Writing);
+    let stats = RunStats {
+        accounts: names.len(),
+        exchanges: profiles.iter().map(|p| p.exchanges).sum(),
+        prompt_chars: profiles.iter().map(|p| p.prompt_chars).sum(),
+        campaigns: outcome.campaigns.len(),
+        attack_accounts: outcome
+            .accounts
+            .iter()
+            .filter(|a| a.verdict == Verdict::Attack)
+            .count(),
+        suspicious_accounts: outcome
+            .accounts
+            .iter()
+            .filter(|a| a.verdict == Verdict::Suspicious)
+            .count(),
+        clusters: links.clusters.len(),
+        candidate_pairs: links.candidate_pairs,
+        edges: links.edges,
+        seconds_features,
+        seconds_profiles,
+        seconds_linking,
+        seconds_total: 0.0,
+    };
+    let mut analysis = Analysis {
+        names,
+        profiles,
+        facts,
+        traits,
+        links,
+        outcome,
+        stats,
+        window,
+    };
+    write_outputs(&analysis, out)?;
+    analysis.stats.seconds_total = t0.elapsed().as_secs_f64();
+    write_json(&out.join("summary.json"), &analysis.stats)?;
+    Ok(analysis)
+}
+
+fn ts_micros(a: &ArrayRef) -> Result<Vec<Option<i64>>, AnalyzeError> {
+    let c = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))
+        .and_then(|c| arrow::compute::cast(&c, &DataType::Int64))
+        .map_err(|e| AnalyzeError::Other(e.to_string()))?;
+    let c = c.as_primitive::<Int64Type>();
+    Ok((0..c.len())
+        .map(|i| c.is_valid(i).then(|| c.value(i)))
+        .collect())
+}
+
+fn strings(a: &ArrayRef) -> Result<Vec<Option<String>>, AnalyzeError> {
+    let c =
+        arrow::compute::cast(a, &DataType::Utf8).map_err(|e| AnalyzeError::Other(e.to_string()))?;
+    let c = c.as_string::<i32>();
+    Ok((0..c.len())
+        .map(|i| (c.is_valid(i) && !c.value(i).is_empty()).then(|| c.value(i).to_string()))
+        .collect())
+}
+
+async fn load_facts(engine: &Engine) -> Result<HashMap<String, AccountFacts>, AnalyzeError> {
+    let batches = engine
+        .query(
+            "SELECT account_id, created_at, email_domain, verification, payment_fingerprint, \
+             billing_country, signup_ip FROM accounts",
+        )
+        .await?;
+    let mut out = HashMap::new();
+    for b in &batches {
+        let ids = strings(b.column(0))?;
+        let created = ts_micros(b.column(1))?;
+        let cols: Vec<Vec<Option<String>>> = (2..7)
+            .map(|i| strings(b.column(i)))
+            .collect::<Result<_, _>>()?;
+        for (i, id) in ids.into_iter().enumerate() {
+            let Some(id) = id else { continue };
+            out.insert(
+                id,
+                AccountFacts {
+                    created_at: created[i],
+                    email_domain: cols[0][i].clone(),
+                    verification: cols[1][i].clone(),
+                    payment: cols[2][i].clone(),
+                    billing_country: cols[3][i].clone(),
+                    signup_ip: cols[4][i].clone(),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+async fn load_releases(engine: &Engine) -> Result<Vec<Release>, AnalyzeError> {
+    let batches = engine
+        .query("SELECT model, released_at FROM model_releases ORDER BY released_at, model")
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let models = strings(b.column(0))?;
+        let at = ts_micros(b.column(1))?;
+        for (m, t) in models.into_iter().zip(at) {
+            if let (Some(model), Some(released_at)) = (m, t) {
+                out.push(Release { model, released_at });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), AnalyzeError> {
+    let f = File::create(path).map_err(io(path))?;
+    let mut w = BufWriter::new(f);
+    serde_json::to_writer_pretty(&mut w, v).map_err(|e| AnalyzeError::Other(e.to_string()))?;
+    w.write_all(b"\n").map_err(io(path))?;
+    w.flush().map_err(io(path))
+}
+
+fn write_outputs(a: &Analysis, out: &Path) -> Result<(), AnalyzeError> {
+    // accounts.csv
+    let path = out.join("accounts.csv");
+    let mut w = BufWriter::new(File::create(&path).map_err(io(&path))?);
+    writeln!(w, "account_id,verdict,score,campaign_id,reasons").map_err(io(&path))?;
+    for (i, v) in a.outcome.accounts.iter().enumerate() {
+        let campaign = v
+            .campaign
+            .map(|c| a.outcome.campaigns[c].id.as_str())
+            .unwrap_or("");
+        let reasons: Vec<String> = v.reasons.iter().map(|r| r.replace(';', ",")).collect();
+        writeln!(
+            w,
+            "{},{},{:.4},{},{}",
+            csv_field(&a.names[i]),
+            v.verdict.as_str(),
+            v.score,
+            campaign,
+            csv_field(&reasons.join("; "))
+        )
+        .map_err(io(&path))?;
+    }
+    w.flush().map_err(io(&path))?;
+    write_json(&out.join("campaigns.json"), &a.outcome.campaigns)?;
+    write_json(&out.join("lookalikes.json"), &a.outcome.look_alikes)?;
+    write_account_features(a, &out.join("account_features.parquet"))
+}
+
+fn write_account_features(a: &Analysis, path: &Path) -> Result<(), AnalyzeError> {
+    let n = a.names.len();
+    let mut id = StringBuilder::with_capacity(n, n * 24);
+    let mut verdict = StringBuilder::with_capacity(n, n * 8);
+    let mut campaign = StringBuilder::with_capacity(n, n * 12);
+    let mut country = StringBuilder::with_capacity(n, n * 2);
+    let mut u64s: Vec<(&str, UInt64Builder)> = [
+        "exchanges",
+        "input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "prompt_chars",
+        "tool_messages",
+        "cjk_prompts",
+        "eliciting_requests",
+        "active_days",
+    ]
+    .into_iter()
+    .map(|c| (c, UInt64Builder::with_capacity(n)))
+    .collect();
+    let mut f64s: Vec<(String, Float64Builder)> = [
+        "score",
+        "suspicion",
+        "distinct_addresses",
+        "distinct_prefixes",
+        "distinct_conversations",
+        "active_buckets",
+        "mean_max_tokens",
+        "output_input_ratio",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(Trait::ALL.iter().map(|t| format!("trait_{}", t.name())))
+    .map(|c| (c, Float64Builder::with_capacity(n)))
+    .collect();
+    let mut first = arrow::array::TimestampMicrosecondBuilder::with_capacity(n);
+    let mut last = arrow::array::TimestampMicrosecondBuilder::with_capacity(n);
+    let mut cluster = UInt32Builder::with_capacity(n);
+    let mut implied = arrow::array::Int32Builder::with_capacity(n);
+    for i in 0..n {
+        let p = &a.profiles[i];
+        let v = &a.outcome.accounts[i];
+        id.append_value(&a.names[i]);
+        verdict.append_value(v.verdict.as_str());
+        match v.campaign {
+            Some(c) => campaign.append_value(&a.outcome.campaigns[c].id),
+            None => campaign.append_null(),
+        }
+        country.append_option(a.traits[i].claimed_country.as_deref());
+        for (j, x) in [
+            p.exchanges,
+            p.input_tokens,
+            p.output_tokens,
+            p.reasoning_tokens,
+            p.prompt_chars,
+            p.tool_messages,
+            p.cjk_prompts,
+            p.elicit,
+            p.days.len() as u64,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            u64s[j].1.append_value(x);
+        }
+        let mut vals = vec![
+            v.score,
+            v.suspicion,
+            p.ips.distinct(),
+            p.prefixes.distinct(),
+            p.conversations.distinct(),
+            p.buckets.distinct(),
+            if p.max_tokens_n > 0 {
+                p.max_tokens_sum as f64 / p.max_tokens_n as f64
+            } else {
+                0.0
+            },
+            p.output_tokens as f64 / p.input_tokens.max(1) as f64,
+        ];
+        vals.extend(Trait::ALL.iter().map(|&t| a.traits[i].get(t)));
+        for (j, x) in vals.into_iter().enumerate() {
+            f64s[j].1.append_value(x);
+        }
+        first.append_value(p.first_ts);
+        last.append_value(p.last_ts);
+        cluster.append_option(a.links.cluster_of[i]);
+        implied.append_option(a.traits[i].implied_utc_offset);
+    }
+    let mut cols: Vec<(String, ArrayRef)> = vec![
+        ("account_id".into(), Arc::new(id.finish())),
+        ("verdict".into(), Arc::new(verdict.finish())),
+        ("campaign_id".into(), Arc::new(campaign.finish())),
+        ("claimed_country".into(), Arc::new(country.finish())),
+        (
+            "first_ts".into(),
+            Arc::new(first.finish().with_timezone("UTC")),
+        ),
+        (
+            "last_ts".into(),
+            Arc::new(last.finish().with_timezone("UTC")),
+        ),
+        ("cluster".into(), Arc::new(cluster.finish())),
+        ("implied_utc_offset".into(), Arc::new(implied.finish())),
+    ];
+    for (name, mut b) in u64s {
+        cols.push((name.into(), Arc::new(b.finish())));
+    }
+    for (name, mut b) in f64s {
+        cols.push((name, Arc::new(b.finish())));
+    }
+    let batch = RecordBatch::try_from_iter(cols).map_err(|e| AnalyzeError::Other(e.to_string()))?;
+    let file = File::create(path).map_err(io(path))?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
+        .map_err(|e| AnalyzeError::Other(e.to_string()))?;
+    w.write(&batch)
+        .map_err(|e| AnalyzeError::Other(e.to_string()))?;
+    w.close().map_err(|e| AnalyzeError::Other(e.to_string()))?;
+    Ok(())
+}
+
+/// Registers a result directory's tables (`exchange_features`, `account_features`,
+/// `verdicts`) on a session, for `distillguard sql --result DIR`.
+pub async fn register_result(engine: &Engine, dir: &Path) -> Result<(), AnalyzeError> {
+    let feat = dir.join("exchange_features");
+    if feat.is_dir() {
+        engine
+            .ctx
+            .register_parquet(
+                "exchange_features",
+                &format!("{}/", feat.display()),
+                ParquetReadOptions::default(),
+            )
+            .await?;
+    }
+    let acc = dir.join("account_features.parquet");
+    if acc.is_file() {
+        engine
+            .ctx
+            .register_parquet(
+                "account_features",
+                &acc.display().to_string(),
+                ParquetReadOptions::default(),
+            )
+            .await?;
+    } else {
+        return Err(AnalyzeError::Other(format!(
+            "{}: not an analysis result (no account_features.parquet)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,724 @@
+//! Per-exchange features: what one request asks for, measured from its structure rather
+//! than its wording, so that the measures hold for languages and phrasings never seen.
+//!
+//! [`extract`] is the plain function (unit-tested on fixtures); [`ExchangeFeaturesUdf`] wraps
+//! it as a DataFusion scalar UDF returning one struct per row, so the feature pass is an
+//! ordinary query plan (parallel per partition, and distributable later).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float32Builder, ListArray, StringArray, StructArray, UInt8Builder,
+    UInt32Array, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Fields, UInt32Type};
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::hash::{combine, hash_bytes, hash_str, mix};
+
+/// Capability areas, in the order of [`Capability::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Capability {
+    Writing = 0,
+    Coding = 1,
+    Math = 2,
+    Agentic = 3,
+    Vision = 4,
+    Data = 5,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 6] = [
+        Capability::Writing,
+        Capability::Coding,
+        Capability::Math,
+        Capability::Agentic,
+        Capability::Vision,
+        Capability::Data,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Writing => "writing",
+            Capability::Coding => "coding",
+            Capability::Math => "math_reasoning",
+            Capability::Agentic => "agentic",
+            Capability::Vision => "vision_computer_use",
+            Capability::Data => "data_analysis",
+        }
+    }
+    pub fn from_index(i: u8) -> Capability {
+        Capability::ALL[(i as usize).min(5)]
+    }
+}
+
+/// Elicitation flags: each marks a request shaped to harvest training signal.
+pub mod flag {
+    /// The response is long and much longer than the request (generation for a corpus).
+    pub const LONG_OUTPUT: u8 = 1;
+    /// The request embeds a finished text to reconstruct, grade or rewrite (delimited block
+    /// making up most of the prompt).
+    pub const EMBEDDED_TEXT: u8 = 2;
+    /// An enumerated list of criteria with a numeric scale: a rubric (model as grader).
+    pub const RUBRIC: u8 = 4;
+    /// Hidden reasoning dominates the output (reasoning traces being paid for).
+    pub const REASONING: u8 = 8;
+    /// A tool-use trajectory: tools offered and tool results fed back.
+    pub const TOOL_TRACE: u8 = 16;
+    pub const NAMES: [(u8, &str); 5] = [
+        (LONG_OUTPUT, "long-output"),
+        (EMBEDDED_TEXT, "embedded-text"),
+        (RUBRIC, "rubric"),
+        (REASONING, "reasoning-heavy"),
+        (TOOL_TRACE, "tool-trace"),
+    ];
+}
+
+/// Features of one exchange.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExchangeFeatures {
+    /// Characters in the prompt (the last `user` message).
+    pub prompt_chars: u32,
+    /// Characters sent in all: system prompt and every message.
+    pub context_chars: u32,
+    pub turns: u32,
+    pub tool_messages: u32,
+    pub tools_offered: u32,
+    /// Share of the prompt's letters written in a CJK script (Han, kana, Hangul).
+    pub cjk: f32,
+    pub capability: u8,
+    /// [`flag`] bits.
+    pub flags: u8,
+    /// Near-duplicate key of the prompt's skeleton (two-row MinHash band over character
+    /// 5-grams of its start and end, digits masked): shared by requests built from one template.
+    pub template: u64,
+    /// Skeleton hash of the system prompt; 0 when there is none.
+    pub system: u64,
+    /// Hash of user agent and JA4 together; 0 when both are absent.
+    pub client: u64,
+}
+
+/// The request fields that [`extract`] reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Request<'a> {
+    pub system: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub tls_ja4: Option<&'a str>,
+    pub max_tokens: Option<u32>,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub reasoning_tokens: Option<u32>,
+}
+
+/// How many characters of each end of a prompt feed the template key: wrappers live at the
+/// ends, the payload in the middle.
+const EDGE: usize = 192;
+
+/// Computes the features of one exchange. `messages` are (role, content) pairs, oldest first.
+pub fn extract<'a>(
+    req: &Request<'a>,
+    messages: impl Iterator<Item = (&'a str, &'a str)>,
+    tools: u32,
+) -> ExchangeFeatures {
+    let mut f = ExchangeFeatures {
+        tools_offered: tools,
+        ..Default::default()
+    };
+    let mut prompt = "";
+    let mut context = req.system.map_or(0, |s| s.len());
+    for (role, content) in messages {
+        f.turns += 1;
+        context += content.len();
+        match role {
+            "user" => prompt = content,
+            "tool" => f.tool_messages += 1,
+            _ => {}
+        }
+    }
+    f.prompt_chars = prompt.chars().count().min(u32::MAX as usize) as u32;
+    f.context_chars = context.min(u32::MAX as usize) as u32;
+    let shape = Shape::of(prompt);
+    f.cjk = shape.cjk_share();
+    f.capability = capability(&shape, &f) as u8;
+    f.flags = flags(req, &shape, &f);
+    f.template = template_key(prompt);
+    f.system = req
+        .system
+        .filter(|s| !s.is_empty())
+        .map_or(0, skeleton_hash);
+    f.client = match (req.user_agent, req.tls_ja4) {
+        (None, None) => 0,
+        (ua, ja4) => combine(hash_str(ua.unwrap_or("")), hash_str(ja4.unwrap_or(""))),
+    };
+    f
+}
+
+/// Character classes of a prompt, counted in one pass.
+#[derive(Debug, Default)]
+struct Shape {
+    letters: u32,
+    cjk: u32,
+    digits: u32,
+    code_symbols: u32,
+    math_symbols: u32,
+    lines: u32,
+    /// Lines that start like a list item (`1.`, `-`, `*`, `(a)`, `一、`).
+    enumerated: u32,
+    /// Lines with two or more separators (`,` `|` tab): table rows.
+    tabular: u32,
+    /// Characters inside delimited blocks (fences, quotes, tags, `---` sections).
+    delimited: u32,
+    chars: u32,
+    /// A numeric scale such as `1-10`, `0 to 5`, `/10`, `1~5`.
+    scale: bool,
+    image: bool,
+}
+
+impl Shape {
+    fn of(text: &str) -> Shape {
+        let mut s = Shape::default();
+        let mut in_block = false;
+        for line in text.split('\n') {
+            s.lines += 1;
+            let t = line.trim_start();
+            let fence = t.starts_with("```")
+                || t.starts_with("\"\"\"")
+                || t.starts_with("---")
+                || t.starts_with("===")
+                || t.starts_with("<<<")
+                || t.starts_with(">>>")
+                || is_tag_line(t);
+            if fence {
+                in_block = !in_block;
+            }
+            let n = line.chars().count() as u32;
+            if (in_block && !fence) || t.starts_with('>') {
+                s.delimited += n;
+            }
+            if starts_enumerated(t) {
+                s.enumerated += 1;
+            }
+            let seps = line
+                .bytes()
+                .filter(|b| matches!(b, b',' | b'|' | b'\t'))
+                .count();
+            if seps >= 2 {
+                s.tabular += 1;
+            }
+        }
+        let mut prev_digit = false;
+        let mut after_digit_sep = false;
+        for c in text.chars() {
+            s.chars += 1;
+            let cp = c as u32;
+            if c.is_alphabetic() {
+                s.letters += 1;
+                if (0x4E00..=0x9FFF).contains(&cp)
+                    || (0x3400..=0x4DBF).contains(&cp)
+                    || (0x3040..=0x30FF).contains(&cp)
+                    || (0xAC00..=0xD7AF).contains(&cp)
+                {
+                    s.cjk += 1;
+                }
+            }
+            if c.is_ascii_digit() {
+                s.digits += 1;
+                if after_digit_sep {
+                    s.scale = true;
+                }
+            }
+            match c {
+                '{' | '}' | ';' | '(' | ')' | '[' | ']' | '_' => s.code_symbols += 1,
+                '+' | '*' | '^' | '=' | '<' | '>' | '\\' | '∑' | '∫' | '√' => {
+                    s.math_symbols += 1
+                }
+                _ => {}
+            }
+            after_digit_sep = match c {
+                '-' | '/' | '~' | '～' | '–' => prev_digit,
+                ' ' => after_digit_sep,
+                _ => false,
+            };
+            prev_digit = c.is_ascii_digit();
+        }
+        // Quoted text counts as delimited when it is long.
+        let quoted = quoted_chars(text);
+        s.delimited = s.delimited.max(quoted);
+        s.image =
+            text.contains("data:image/") || text.contains("<image") || text.contains("[image");
+        s
+    }
+
+    fn cjk_share(&self) -> f32 {
+        if self.letters == 0 {
+            0.0
+        } else {
+            self.cjk as f32 / self.letters as f32
+        }
+    }
+
+    fn density(&self, n: u32) -> f32 {
+        if self.chars == 0 {
+            0.0
+        } else {
+            n as f32 / self.chars as f32
+        }
+    }
+}
+
+fn is_tag_line(t: &str) -> bool {
+    let t = t.trim_end();
+    t.len() >= 3
+        && t.len() <= 40
+        && t.starts_with('<')
+        && t.ends_with('>')
+        && !t[1..t.len() - 1].contains(['<', '>', ' '])
+}
+
+fn starts_enumerated(t: &str) -> bool {
+    let mut chars = t.chars();
+    match chars.next() {
+        Some('-' | '*' | '•' | '·') => chars.next() == Some(' '),
+        Some(c) if c.is_ascii_digit() => {
+            let rest: String = chars.take(3).collect();
+            let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+            rest.starts_with(['.', ')', '、', ':'])
+        }
+        Some('(') => t.chars().nth(2) == Some(')'),
+        Some(c) if ('一'..='十').contains(&c) => t.chars().nth(1) == Some('、'),
+        _ => false,
+    }
+}
+
+/// Characters inside the longest pair of matching quotes (", “ ”, 「 」).
+fn quoted_chars(text: &str) -> u32 {
+    let mut best = 0u32;
+    for (open, close) in [('"', '"'), ('“', '”'), ('「', '」'), ('«', '»')] {
+        if let (Some(a), Some(b)) = (text.find(open), text.rfind(close))
+            && b > a + open.len_utf8()
+        {
+            best = best.max(text[a + open.len_utf8()..b].chars().count() as u32);
+        }
+    }
+    best
+}
+
+fn capability(s: &Shape, f: &ExchangeFeatures) -> Capability {
+    if s.image {
+        return Capability::Vision;
+    }
+    if f.tools_offered > 0 || f.tool_messages > 0 {
+        return Capability::Agentic;
+    }
+    if s.density(s.code_symbols) > 0.025 || s.density(s.code_symbols) > 0.012 && s.lines > 4 {
+        return Capability::Coding;
+    }
+    if s.lines >= 3 && s.tabular * 2 >= s.lines.min(20) && s.tabular >= 3 {
+        return Capability::Data;
+    }
+    if s.density(s.digits + s.math_symbols) > 0.06 {
+        return Capability::Math;
+    }
+    Capability::Writing
+}
+
+fn flags(req: &Request, s: &Shape, f: &ExchangeFeatures) -> u8 {
+    let mut bits = 0;
+    let (inp, out) = (req.input_tokens.max(1), req.output_tokens);
+    if out >= 600 && out >= 2 * inp {
+        bits |= flag::LONG_OUTPUT;
+    }
+    if s.chars >= 200 && s.delimited * 5 >= s.chars * 2 {
+        bits |= flag::EMBEDDED_TEXT;
+    }
+    if s.enumerated >= 3 && s.scale {
+        bits |= flag::RUBRIC;
+    }
+    if let Some(r) = req.reasoning_tokens
+        && r >= 256
+        && r * 2 >= out
+    {
+        bits |= flag::REASONING;
+    }
+    if f.tools_offered > 0 && f.tool_messages > 0 {
+        bits |= flag::TOOL_TRACE;
+    }
+    bits
+}
+
+/// The skeleton of a text: lowercase, every digit run folded to `0`, whitespace runs to one
+/// space — what stays the same across requests filled from one template.
+fn skeleton(text: &str, out: &mut Vec<u8>) {
+    out.clear();
+    let mut last = 0u8;
+    for c in text.chars() {
+        let b = if c.is_ascii_digit() {
+            b'0'
+        } else if c.is_whitespace() {
+            b' '
+        } else {
+            0
+        };
+        if b != 0 {
+            if b != last {
+                out.push(b);
+            }
+            last = b;
+            continue;
+        }
+        last = 0;
+        let mut buf = [0u8; 4];
+        for l in c.to_lowercase() {
+            out.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+}
+
+pub fn skeleton_hash(text: &str) -> u64 {
+    let mut buf = Vec::with_capacity(text.len());
+    skeleton(text, &mut buf);
+    hash_bytes(1, &buf)
+}
+
+/// Two independent minima over the 5-byte shingles of the skeleton's two ends, combined:
+/// two requests share the key with probability ≈ J² of their shingle sets (one LSH band).
+pub fn template_key(prompt: &str) -> u64 {
+    if prompt.is_empty() {
+        return 0;
+    }
+    let head = floor_boundary(prompt, EDGE * 2);
+    let tail = ceil_boundary(prompt, prompt.len().saturating_sub(EDGE * 2)).max(head);
+    let mut buf = Vec::with_capacity(EDGE * 5);
+    skeleton(&prompt[..head], &mut buf);
+    buf.truncate(EDGE);
+    let mut tbuf = Vec::with_capacity(EDGE * 5);
+    skeleton(&prompt[tail..], &mut tbuf);
+    let cut = tbuf.len().saturating_sub(EDGE);
+    buf.push(0);
+    buf.extend_from_slice(&tbuf[cut..]);
+    if buf.len() < 5 {
+        return hash_bytes(2, &buf) | 1;
+    }
+    let (mut m1, mut m2) = (u64::MAX, u64::MAX);
+    for w in buf.windows(5) {
+        let mut x = [0u8; 8];
+        x[..5].copy_from_slice(w);
+        let v = u64::from_le_bytes(x);
+        let h1 = mix(v ^ 0x5151_7E7E);
+        let h2 = mix(v.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x1234_5678);
+        m1 = m1.min(h1);
+        m2 = m2.min(h2);
+    }
+    combine(m1, m2) | 1
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_boundary(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The struct fields of the UDF's result, in order. Column names of the exchange feature table.
+pub const FIELDS: [(&str, DataType); 11] = [
+    ("prompt_chars", DataType::UInt32),
+    ("context_chars", DataType::UInt32),
+    ("turns", DataType::UInt32),
+    ("tool_messages", DataType::UInt32),
+    ("tools_offered", DataType::UInt32),
+    ("cjk", DataType::Float32),
+    ("capability", DataType::UInt8),
+    ("flags", DataType::UInt8),
+    ("template", DataType::UInt64),
+    ("system_fp", DataType::UInt64),
+    ("client_fp", DataType::UInt64),
+];
+
+pub fn struct_fields() -> Fields {
+    FIELDS
+        .iter()
+        .map(|(n, t)| Field::new(*n, t.clone(), false))
+        .collect()
+}
+
+/// `dg_exchange_features(system, messages, tools, user_agent, tls_ja4, max_tokens,
+/// input_tokens, output_tokens, reasoning_tokens)` → struct of [`FIELDS`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ExchangeFeaturesUdf {
+    signature: Signature,
+}
+
+impl Default for ExchangeFeaturesUdf {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(9, Volatility::Immutable),
+        }
+    }
+}
+
+pub const UDF_NAME: &str = "dg_exchange_features";
+
+impl ScalarUDFImpl for ExchangeFeaturesUdf {
+    fn name(&self) -> &str {
+        UDF_NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Struct(struct_fields()))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let out = features_of_batch(&arrays, n)?;
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+fn utf8(a: &ArrayRef, what: &str) -> Result<StringArray> {
+    match a.data_type() {
+        DataType::Utf8 => Ok(a.as_string::<i32>().clone()),
+        DataType::Null => Ok(StringArray::new_null(a.len())),
+        _ => {
+            let c = arrow::compute::cast(a, &DataType::Utf8)
+                .map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))?;
+            if c.data_type() != &DataType::Utf8 {
+                return exec_err!("{what}: expected text");
+            }
+            Ok(c.as_string::<i32>().clone())
+        }
+    }
+}
+
+fn u32s(a: &ArrayRef) -> Result<UInt32Array> {
+    let c = arrow::compute::cast(a, &DataType::UInt32)
+        .map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))?;
+    Ok(c.as_primitive::<UInt32Type>().clone())
+}
+
+fn features_of_batch(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    if a.len() != 9 {
+        return exec_err!("{UDF_NAME} takes 9 arguments, got {}", a.len());
+    }
+    let system = utf8(&a[0], "system")?;
+    let Some(messages) = a[1].as_list_opt::<i32>() else {
+        return exec_err!("{UDF_NAME}: messages must be list<struct<role, content>>");
+    };
+    let tools: Option<&ListArray> = a[2].as_list_opt::<i32>();
+    let ua = utf8(&a[3], "user_agent")?;
+    let ja4 = utf8(&a[4], "tls_ja4")?;
+    let max_tokens = u32s(&a[5])?;
+    let input = u32s(&a[6])?;
+    let output = u32s(&a[7])?;
+    let reasoning = u32s(&a[8])?;
+    let values = messages.values().as_struct_opt();
+    let (roles, contents) = match values {
+        Some(s) if s.num_columns() >= 2 => {
+            let r = s.column_by_name("role").unwrap_or(s.column(0));
+            let c = s.column_by_name("content").unwrap_or(s.column(1));
+            (utf8(r, "role")?, utf8(c, "content")?)
+        }
+        _ => return exec_err!("{UDF_NAME}: messages must be list<struct<role, content>>"),
+    };
+    let mut b = Builders::new(n);
+    let offsets = messages.value_offsets();
+    for i in 0..n {
+        fn opt(arr: &StringArray, i: usize) -> Option<&str> {
+            (!arr.is_null(i)).then(|| arr.value(i))
+        }
+        let num = |arr: &UInt32Array| (!arr.is_null(i)).then(|| arr.value(i));
+        let req = Request {
+            system: opt(&system, i),
+            user_agent: opt(&ua, i),
+            tls_ja4: opt(&ja4, i),
+            max_tokens: num(&max_tokens),
+            input_tokens: num(&input).unwrap_or(0),
+            output_tokens: num(&output).unwrap_or(0),
+            reasoning_tokens: num(&reasoning),
+        };
+        let (lo, hi) = if messages.is_null(i) {
+            (0, 0)
+        } else {
+            (offsets[i] as usize, offsets[i + 1] as usize)
+        };
+        let msgs = (lo..hi).map(|j| {
+            let role = if roles.is_null(j) { "" } else { roles.value(j) };
+            let content = if contents.is_null(j) {
+                ""
+            } else {
+                contents.value(j)
+            };
+            (role, content)
+        });
+        let n_tools = tools
+            .filter(|t| !t.is_null(i))
+            .map_or(0, |t| t.value_length(i) as u32);
+        b.push(&extract(&req, msgs, n_tools));
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+struct Builders {
+    u32s: [UInt32Builder; 5],
+    cjk: Float32Builder,
+    u8s: [UInt8Builder; 2],
+    u64s: [UInt64Builder; 3],
+}
+
+impl Builders {
+    fn new(n: usize) -> Self {
+        Builders {
+            u32s: std::array::from_fn(|_| UInt32Builder::with_capacity(n)),
+            cjk: Float32Builder::with_capacity(n),
+            u8s: std::array::from_fn(|_| UInt8Builder::with_capacity(n)),
+            u64s: std::array::from_fn(|_| UInt64Builder::with_capacity(n)),
+        }
+    }
+    fn push(&mut self, f: &ExchangeFeatures) {
+        for (b, v) in self.u32s.iter_mut().zip([
+            f.prompt_chars,
+            f.context_chars,
+            f.turns,
+            f.tool_messages,
+            f.tools_offered,
+        ]) {
+            b.append_value(v);
+        }
+        self.cjk.append_value(f.cjk);
+        self.u8s[0].append_value(f.capability);
+        self.u8s[1].append_value(f.flags);
+        for (b, v) in self.u64s.iter_mut().zip([f.template, f.system, f.client]) {
+            b.append_value(v);
+        }
+    }
+    fn finish(mut self) -> StructArray {
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(FIELDS.len());
+        for b in &mut self.u32s {
+            cols.push(Arc::new(b.finish()));
+        }
+        cols.push(Arc::new(self.cjk.finish()));
+        for b in &mut self.u8s {
+            cols.push(Arc::new(b.finish()));
+        }
+        for b in &mut self.u64s {
+            cols.push(Arc::new(b.finish()));
+        }
+        StructArray::new(struct_fields(), cols, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feat(prompt: &str, tools: u32, out: u32) -> ExchangeFeatures {
+        let req = Request {
+            input_tokens: 100,
+            output_tokens: out,
+            ..Default::default()
+        };
+        extract(&req, [("user", prompt)].into_iter(), tools)
+    }
+
+    #[test]
+    fn language_share_any_cjk_script() {
+        assert!(feat("请解释这个问题的原因", 0, 10).cjk > 0.9);
+        assert!(feat("この問題を説明してください", 0, 10).cjk > 0.9);
+        assert!(feat("이 문제를 설명해 주세요", 0, 10).cjk > 0.8);
+        assert_eq!(feat("Explain why the sky is blue", 0, 10).cjk, 0.0);
+    }
+
+    #[test]
+    fn capability_from_structure() {
+        let code = "fn main() {\n    let x = vec![1, 2];\n    println!(\"{:?}\", x);\n}\nwhy does this fail?";
+        assert_eq!(feat(code, 0, 10).capability, Capability::Coding as u8);
+        assert_eq!(
+            feat("Solve 3x^2 + 5x = 12 and 4y + 7 = 3*2", 0, 10).capability,
+            Capability::Math as u8
+        );
+        assert_eq!(
+            feat("book a flight", 3, 10).capability,
+            Capability::Agentic as u8
+        );
+        let table = "summarise:\nname,age,city\nann,31,oslo\nbo,25,rome\ncy,40,lima";
+        assert_eq!(feat(table, 0, 10).capability, Capability::Data as u8);
+        assert_eq!(
+            feat("write a poem about the sea", 0, 10).capability,
+            Capability::Writing as u8
+        );
+    }
+
+    #[test]
+    fn elicitation_flags_are_structural() {
+        // Long output for a short request.
+        assert_ne!(
+            feat("tell me a story", 0, 3000).flags & flag::LONG_OUTPUT,
+            0
+        );
+        assert_eq!(feat("tell me a story", 0, 150).flags & flag::LONG_OUTPUT, 0);
+        // A rubric in any wording: enumerated criteria and a numeric scale.
+        let rubric = "Beoordeel het antwoord.\n1. juistheid\n2. volledigheid\n3. stijl\nScore 1-10 per punt.";
+        assert_ne!(feat(rubric, 0, 10).flags & flag::RUBRIC, 0);
+        let zh = "请评分：\n1、准确性\n2、完整性\n3、清晰度\n每项0～5分。";
+        assert_ne!(feat(zh, 0, 10).flags & flag::RUBRIC, 0);
+        assert_eq!(
+            feat("list:\n1. eggs\n2. milk\n3. tea", 0, 10).flags & flag::RUBRIC,
+            0
+        );
+        // A finished text embedded between delimiters.
+        let body = "word ".repeat(80);
+        let embedded = format!("Do this with the text below.\n---\n{body}\n---\n");
+        assert_ne!(feat(&embedded, 0, 10).flags & flag::EMBEDDED_TEXT, 0);
+        assert_eq!(feat(&body, 0, 10).flags & flag::EMBEDDED_TEXT, 0);
+    }
+
+    #[test]
+    fn template_key_survives_filled_slots_not_new_wrappers() {
+        let a = template_key(
+            "Ticket 1234: classify the sentiment of the review below as positive or negative. Review: the soup was cold",
+        );
+        let b = template_key(
+            "Ticket 98: classify the sentiment of the review below as positive or negative. Review: the soup was cold",
+        );
+        assert_eq!(a, b, "digits are masked");
+        let c = template_key("Write a haiku about autumn leaves falling in a quiet garden at dusk");
+        assert_ne!(a, c);
+        assert_eq!(template_key(""), 0);
+        // Multi-byte text at the cut points must not panic.
+        let long = "数据".repeat(500);
+        assert_ne!(template_key(&long), 0);
+    }
+
+    #[test]
+    fn client_and_system_fingerprints() {
+        let req = Request {
+            system: Some("You are agent 7."),
+            user_agent: Some("sdk/1.0"),
+            ..Default::default()
+        };
+        let f = extract(&req, std::iter::empty(), 0);
+        assert_ne!(f.client, 0);
+        let req2 = Request {
+            system: Some("You are agent 12."),
+            ..req
+        };
+        assert_eq!(f.system, extract(&req2, std::iter::empty(), 0).system);
+        assert_eq!(
+            extract(&Request::default(), std::iter::empty(), 0).client,
+            0
+        );
+    }
+}

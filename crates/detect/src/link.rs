@@ -1,0 +1,516 @@
+//! Account linking: accounts as nodes, typed weighted edges from shared values, clusters as
+//! the connected components of strong edges.
+//!
+//! A shared value counts by how rare it is (inverse document frequency over accounts, like
+//! IDF), a value shared by very many accounts counts for nothing (a campus or cloud NAT, a
+//! popular SDK), and each *kind* of evidence contributes at most once per pair, so an edge
+//! strong enough to join two accounts needs either one very specific shared fact (a payment
+//! instrument) or several independent ones (network, identity, tooling, timing).
+
+use std::collections::HashMap;
+
+use crate::config::LinkConfig;
+use crate::profile::{BUCKET_MICROS, Profile, prefix_of};
+use crate::traits::AccountFacts;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Address,
+    Prefix,
+    SignupAddress,
+    Payment,
+    EmailDomain,
+    SignupBurst,
+    Client,
+    SystemPrompt,
+    Template,
+}
+
+/// Independent groups of evidence: within a group only the strongest shared value counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    Network = 0,
+    Payment = 1,
+    Identity = 2,
+    Tooling = 3,
+    Timing = 4,
+}
+
+pub const GROUPS: [&str; 5] = ["network", "payment", "identity", "tooling", "timing"];
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Address => "address",
+            Kind::Prefix => "prefix",
+            Kind::SignupAddress => "signup_address",
+            Kind::Payment => "payment_fingerprint",
+            Kind::EmailDomain => "email_domain",
+            Kind::SignupBurst => "signup_burst",
+            Kind::Client => "client_fingerprint",
+            Kind::SystemPrompt => "system_prompt_fingerprint",
+            Kind::Template => "template_fingerprint",
+        }
+    }
+    pub fn group(self) -> Group {
+        match self {
+            Kind::Address | Kind::Prefix | Kind::SignupAddress => Group::Network,
+            Kind::Payment => Group::Payment,
+            Kind::EmailDomain | Kind::SignupBurst => Group::Identity,
+            Kind::Client | Kind::SystemPrompt | Kind::Template => Group::Tooling,
+        }
+    }
+    fn weight(self, c: &LinkConfig) -> f64 {
+        match self {
+            Kind::Address => c.w_address,
+            Kind::Prefix => c.w_prefix,
+            Kind::SignupAddress => c.w_signup_address,
+            Kind::Payment => c.w_payment,
+            Kind::EmailDomain => c.w_email_domain,
+            Kind::SignupBurst => c.w_signup_burst,
+            Kind::Client => c.w_client,
+            Kind::SystemPrompt => c.w_system_prompt,
+            Kind::Template => c.w_template,
+        }
+    }
+}
+
+/// A shared value: its kind, its text, and the accounts (indices) that have it.
+#[derive(Clone, Debug)]
+pub struct Indicator {
+    pub kind: Kind,
+    pub value: String,
+    pub accounts: Vec<u32>,
+    /// Rarity in [0, 1]: 1 when only two accounts share it, 0 when all do.
+    pub rarity: f64,
+    /// Too common to link anything.
+    pub infrastructure: bool,
+    /// Too common for pairwise links but held almost only by suspicious accounts.
+    pub campaign_wide: bool,
+}
+
+/// The linking result.
+#[derive(Debug, Default)]
+pub struct Links {
+    pub indicators: Vec<Indicator>,
+    /// Cluster index per account (`None`: linked to nobody).
+    pub cluster_of: Vec<Option<u32>>,
+    /// Members of each cluster (account indices, ascending).
+    pub clusters: Vec<Vec<u32>>,
+    /// Accepted edges per cluster, per evidence group.
+    pub edge_groups: Vec<[u64; 5]>,
+    /// Mean lockstep (Jaccard of active buckets) over the accepted edges of each cluster.
+    pub lockstep: Vec<f64>,
+    pub candidate_pairs: usize,
+    pub edges: usize,
+}
+
+struct UnionFind(Vec<u32>);
+
+impl UnionFind {
+    fn new(n: usize) -> Self {
+        UnionFind((0..n as u32).collect())
+    }
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.0[x as usize] != x {
+            let p = self.0[x as usize];
+            self.0[x as usize] = self.0[p as usize];
+            x = p;
+        }
+        x
+    }
+    fn union(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            let (lo, hi) = (ra.min(rb), ra.max(rb));
+            self.0[hi as usize] = lo;
+        }
+    }
+}
+
+/// Values an account carries, per kind.
+fn values_of(p: &Profile, f: &AccountFacts, c: &LinkConfig, mut push: impl FnMut(Kind, String)) {
+    for e in p.ips.entries() {
+        push(Kind::Address, e.value.clone());
+    }
+    for e in p.prefixes.entries() {
+        push(Kind::Prefix, e.value.clone());
+    }
+    for e in p.clients.entries() {
+        push(Kind::Client, format!("{:016x}", e.value));
+    }
+    for e in p.systems.entries() {
+        push(Kind::SystemPrompt, format!("{:016x}", e.value));
+    }
+    for e in p.templates.entries() {
+        // A template counts as the account's own only when it is used repeatedly.
+        if e.count >= 2 {
+            push(Kind::Template, format!("{:016x}", e.value));
+        }
+    }
+    if let Some(pay) = &f.payment {
+        push(Kind::Payment, pay.clone());
+    }
+    if let Some(d) = &f.email_domain {
+        push(Kind::EmailDomain, d.to_ascii_lowercase());
+    }
+    if let Some(ip) = &f.signup_ip {
+        push(Kind::SignupAddress, ip.clone());
+        push(Kind::Prefix, prefix_of(ip));
+    }
+    if let Some(t) = f.created_at {
+        let w = c.signup_burst_minutes.max(1) * 60_000_000;
+        push(Kind::SignupBurst, format!("{}", t.div_euclid(w)));
+    }
+}
+
+/// Links accounts. `suspicion` is each account's own trait score: it decides whether a value
+/// too common for pairwise links is a campaign-wide indicator (held almost only by suspicious
+/// accounts) or infrastructure (held by ordinary ones too).
+pub fn link(
+    profiles: &[Profile],
+    facts: &[AccountFacts],
+    suspicion: &[f64],
+    c: &LinkConfig,
+) -> Links {
+    let n = profiles.len();
+    let mut ids: HashMap<(Kind, String), u32> = HashMap::new();
+    let mut indicators: Vec<Indicator> = Vec::new();
+    for (a, (p, f)) in profiles.iter().zip(facts).enumerate() {
+        values_of(p, f, c, |kind, value| {
+            let next = indicators.len() as u32;
+            let id = *ids.entry((kind, value.clone())).or_insert(next);
+            if id == next {
+                indicators.push(Indicator {
+                    kind,
+                    value,
+                    accounts: Vec::new(),
+                    rarity: 0.0,
+                    infrastructure: false,
+                    campaign_wide: false,
+                });
+            }
+            let acc = &mut indicators[id as usize].accounts;
+            if acc.last() != Some(&(a as u32)) {
+                acc.push(a as u32);
+            }
+        });
+    }
+    drop(ids);
+    // Public mail domains: used from many billing countries.
+    let mut domain_countries: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
+    for ind in indicators.iter().filter(|i| i.kind == Kind::EmailDomain) {
+        let set = domain_countries.entry(ind.value.as_str()).or_default();
+        for &a in &ind.accounts {
+            if let Some(cn) = facts[a as usize].billing_country.as_deref() {
+                set.insert(cn);
+            }
+        }
+    }
+    let public: std::collections::HashSet<String> = domain_countries
+        .into_iter()
+        .filter(|(_, s)| s.len() > c.public_domain_countries)
+        .map(|(d, _)| d.to_string())
+        .collect();
+    let cap = c
+        .max_accounts_per_value
+        .min(((n as f64) * c.max_share_per_value).ceil() as usize)
+        .max(3);
+    let ln_n = (n.max(3) as f64).ln();
+    for ind in &mut indicators {
+        let df = ind.accounts.len();
+        ind.rarity = ((n as f64 / df as f64).ln() / ln_n).clamp(0.0, 1.0);
+        ind.infrastructure =
+            df > cap || (ind.kind == Kind::EmailDomain && public.contains(&ind.value));
+    }
+
+    // Candidate pairs: the strongest value per evidence group.
+    let mut pairs: HashMap<u64, [f32; 5]> = HashMap::new();
+    for ind in indicators
+        .iter()
+        .filter(|i| !i.infrastructure && i.accounts.len() >= 2)
+    {
+        let w = (ind.kind.weight(c) * ind.rarity) as f32;
+        let g = ind.kind.group() as usize;
+        for (i, &a) in ind.accounts.iter().enumerate() {
+            for &b in &ind.accounts[i + 1..] {
+                let key = (u64::from(a) << 32) | u64::from(b);
+                let e = pairs.entry(key).or_insert([0.0; 5]);
+                e[g] = e[g].max(w);
+            }
+        }
+    }
+    let candidate_pairs = pairs.len();
+
+    // Accept edges; add lockstep timing where it can decide.
+    let mut uf = UnionFind::new(n);
+    let mut accepted: Vec<(u32, u32, [f32; 5])> = Vec::new();
+    let mut keys: Vec<u64> = pairs.keys().copied().collect();
+    keys.sort_unstable();
+    for key in keys {
+        let mut w = pairs[&key];
+        let (a, b) = ((key >> 32) as u32, key as u32);
+        let base: f64 = w.iter().map(|&x| f64::from(x)).sum();
+        if base < c.edge_threshold && base + c.w_lockstep >= c.edge_threshold {
+            let (pa, pb) = (&profiles[a as usize], &profiles[b as usize]);
+            let j = pa.buckets.jaccard(&pb.buckets);
+            if j >= c.lockstep_min_jaccard {
+                w[Group::Timing as usize] = (c.w_lockstep * (j / 0.5).min(1.0)) as f32;
+            }
+        }
+        let total: f64 = w.iter().map(|&x| f64::from(x)).sum();
+        if total >= c.edge_threshold {
+            uf.union(a, b);
+            tracing::trace!(a, b, ?w, "pair edge");
+            accepted.push((a, b, w));
+        }
+    }
+    drop(pairs);
+
+    // Campaign-wide indicators: an exact value (not a prefix) held by many accounts, nearly
+    // all of them suspicious on their own. Only its suspicious holders are joined.
+    let mut wide = 0usize;
+    for ind in indicators.iter_mut() {
+        // Only a private client or a payment instrument qualifies: proxy exits are shared by
+        // unrelated campaigns and the ordinary customers behind the same residential lines,
+        // disposable mail domains by unrelated abusers, and system prompts and templates of
+        // public agent tools by everyone who runs those tools.
+        if !ind.infrastructure || !matches!(ind.kind, Kind::Client | Kind::Payment) {
+            continue;
+        }
+        let holders = &ind.accounts;
+        let mean =
+            holders.iter().map(|&a| suspicion[a as usize]).sum::<f64>() / holders.len() as f64;
+        let suspicious: Vec<u32> = holders
+            .iter()
+            .copied()
+            .filter(|&a| suspicion[a as usize] >= c.wide_member_suspicion)
+            .collect();
+        if mean >= c.wide_mean_suspicion
+            && suspicious.len() as f64 >= c.wide_min_share * holders.len() as f64
+        {
+            ind.infrastructure = false;
+            ind.campaign_wide = true;
+            wide += 1;
+            tracing::trace!(kind = ind.kind.name(), value = %ind.value, n = suspicious.len(), first = suspicious[0], "wide");
+            for w in suspicious.windows(2) {
+                uf.union(w[0], w[1]);
+                accepted.push((w[0], w[1], {
+                    let mut g = [0.0; 5];
+                    g[ind.kind.group() as usize] = 1.0;
+                    g
+                }));
+            }
+        }
+    }
+    tracing::debug!(campaign_wide = wide, "campaign-wide indicators");
+
+    // Shared address pools: accounts that rotate through many of the same addresses (a proxy
+    // pool), found by MinHash over their address sketches. Accounts are grouped by each of the
+    // `pool_band` smallest-hash addresses they used; within a group every member is compared
+    // with one suspicious reference member, so the cost stays linear in the group size.
+    let mut groups: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (a, p) in profiles.iter().enumerate() {
+        if p.ips.entries().len() < c.pool_min_addresses {
+            continue;
+        }
+        for e in p.ips.entries().iter().take(c.pool_band) {
+            groups.entry(e.hash).or_default().push(a as u32);
+        }
+    }
+    let mut keys: Vec<u64> = groups.keys().copied().collect();
+    keys.sort_unstable();
+    let mut pool_links = 0usize;
+    for k in keys {
+        let members = &groups[&k];
+        if members.len() < 2 {
+            continue;
+        }
+        // The reference must be suspicious itself; members need only share its pool (an
+        // ordinary customer does not rotate through the same tens of proxy exits).
+        let Some(reference) = members
+            .iter()
+            .copied()
+            .filter(|&m| suspicion[m as usize] >= c.wide_member_suspicion)
+            .max_by_key(|&m| {
+                (
+                    profiles[m as usize].ips.entries().len(),
+                    std::cmp::Reverse(m),
+                )
+            })
+        else {
+            continue;
+        };
+        for &m in members {
+            if m == reference {
+                continue;
+            }
+            let j = profiles[m as usize]
+                .ips
+                .jaccard(&profiles[reference as usize].ips);
+            if j >= c.pool_min_jaccard {
+                uf.union(m, reference);
+                let mut g = [0.0; 5];
+                g[Group::Network as usize] = j as f32;
+                tracing::trace!(a = m, b = reference, j, "pool edge");
+                accepted.push((m.min(reference), m.max(reference), g));
+                pool_links += 1;
+            }
+        }
+    }
+    tracing::debug!(pool_links, "address-pool links");
+
+    // Components with two or more accounts, numbered by their smallest member.
+    let mut root_to_cluster: HashMap<u32, u32> = HashMap::new();
+    let mut cluster_of = vec![None; n];
+    let mut sizes: HashMap<u32, usize> = HashMap::new();
+    for a in 0..n as u32 {
+        *sizes.entry(uf.find(a)).or_default() += 1;
+    }
+    let mut clusters: Vec<Vec<u32>> = Vec::new();
+    for a in 0..n as u32 {
+        let r = uf.find(a);
+        if sizes[&r] < 2 {
+            continue;
+        }
+        let next = clusters.len() as u32;
+        let cl = *root_to_cluster.entry(r).or_insert(next);
+        if cl == next {
+            clusters.push(Vec::new());
+        }
+        clusters[cl as usize].push(a);
+        cluster_of[a as usize] = Some(cl);
+    }
+    let mut edge_groups = vec![[0u64; 5]; clusters.len()];
+    let mut lock_sum = vec![(0.0f64, 0u64); clusters.len()];
+    for (a, b, w) in &accepted {
+        let cl = cluster_of[*a as usize].expect("edge endpoints are clustered") as usize;
+        for g in 0..5 {
+            if w[g] > 0.0 {
+                edge_groups[cl][g] += 1;
+            }
+        }
+        let _ = b;
+    }
+    // Cluster synchrony: mean Jaccard of active buckets over a sample of member pairs.
+    for (cl, members) in clusters.iter().enumerate() {
+        let sample: Vec<u32> = members.iter().copied().take(40).collect();
+        for (i, &a) in sample.iter().enumerate() {
+            for &b in &sample[i + 1..] {
+                let j = profiles[a as usize]
+                    .buckets
+                    .jaccard(&profiles[b as usize].buckets);
+                lock_sum[cl].0 += j;
+                lock_sum[cl].1 += 1;
+            }
+        }
+    }
+    let lockstep = lock_sum
+        .iter()
+        .map(|(s, k)| if *k > 0 { s / *k as f64 } else { 0.0 })
+        .collect();
+    let edges = accepted.len();
+    Links {
+        indicators,
+        cluster_of,
+        clusters,
+        edge_groups,
+        lockstep,
+        candidate_pairs,
+        edges,
+    }
+}
+
+/// Lockstep bucket width in minutes (for messages).
+pub const BUCKET_MINUTES: i64 = BUCKET_MICROS / 60_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Row;
+
+    fn account(ips: &[&str], hours: &[i64]) -> Profile {
+        let mut p = Profile::default();
+        for (i, &h) in hours.iter().enumerate() {
+            p.add(&Row {
+                ts: h * 3_600_000_000,
+                request_id: "r",
+                model: "m",
+                client_ip: ips[i % ips.len()],
+                ..Default::default()
+            });
+        }
+        p
+    }
+
+    fn facts(payment: Option<&str>, domain: &str) -> AccountFacts {
+        AccountFacts {
+            payment: payment.map(String::from),
+            email_domain: Some(domain.into()),
+            billing_country: Some("US".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Many unrelated accounts, each with its own address and domain.
+    fn population(n: usize) -> (Vec<Profile>, Vec<AccountFacts>) {
+        let mut p = Vec::new();
+        let mut f = Vec::new();
+        for i in 0..n {
+            let ip: &'static str =
+                Box::leak(format!("198.51.{}.{}", i / 200, i % 200 + 1).into_boxed_str());
+            p.push(account(&[ip], &[(i as i64 * 7) % 500]));
+            f.push(facts(None, &format!("org{i}.example")));
+        }
+        (p, f)
+    }
+
+    #[test]
+    fn a_shared_card_links_a_campus_nat_alone_does_not() {
+        let (mut p, mut f) = population(300);
+        // 40 students behind one NAT, one edu domain: common infrastructure.
+        for _ in 0..40 {
+            p.push(account(&["192.0.2.10"], &[10, 11]));
+            f.push(facts(None, "uni.example.edu"));
+        }
+        // Three accounts sharing one card and a rare address.
+        for _ in 0..3 {
+            p.push(account(&["203.0.113.5", "203.0.113.6"], &[100, 101, 102]));
+            f.push(facts(Some("pf-1"), "mail.example"));
+        }
+        let links = link(&p, &f, &vec![0.0; p.len()], &LinkConfig::default());
+        let ring: Vec<u32> = (340..343).collect();
+        let cl = links.cluster_of[340].expect("ring linked");
+        assert_eq!(links.clusters[cl as usize], ring);
+        assert!(
+            links.cluster_of[300..340].iter().all(|c| c.is_none()),
+            "NAT must not link"
+        );
+        assert!(links.cluster_of[..300].iter().all(|c| c.is_none()));
+        let nat = links
+            .indicators
+            .iter()
+            .find(|i| i.value == "192.0.2.10")
+            .unwrap();
+        assert!(nat.infrastructure);
+    }
+
+    #[test]
+    fn independent_weak_evidence_adds_up() {
+        let (mut p, mut f) = population(300);
+        // Same rare address and the same private domain: two kinds, an edge.
+        for _ in 0..2 {
+            p.push(account(&["203.0.113.9"], &[5, 6, 7]));
+            f.push(facts(None, "shell-co.example"));
+        }
+        // Only a rare address: one kind, no edge.
+        for k in 0..2 {
+            p.push(account(&["203.0.113.77"], &[300 + 50 * k, 301 + 50 * k]));
+            f.push(facts(None, &format!("x{}.example", p.len())));
+        }
+        let links = link(&p, &f, &vec![0.0; p.len()], &LinkConfig::default());
+        assert!(links.cluster_of[300].is_some());
+        assert_eq!(links.cluster_of[300], links.cluster_of[301]);
+        assert!(links.cluster_of[302].is_none());
+    }
+}

@@ -1,0 +1,411 @@
+//! Scoring at cluster level, then verdicts and reasons per account.
+//!
+//! A cluster of linked accounts is one decision: it becomes a campaign when it is large
+//! enough and its members, on average, look like extraction (young, churned, off-hours for
+//! the claimed country, foreign-script prompts, eliciting training signal, pivoting at once
+//! onto new models). A startup's dozen accounts on one office address form a cluster too,
+//! but an ordinary one: its members are cleared, and the report lists it as a look-alike.
+//! Accounts outside any campaign are never `attack`; a striking one is `suspicious`.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::features::Capability;
+use crate::link::{GROUPS, Links};
+use crate::profile::Profile;
+use crate::traits::{Release, Trait, Traits};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Attack,
+    Suspicious,
+    Benign,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Attack => "attack",
+            Verdict::Suspicious => "suspicious",
+            Verdict::Benign => "benign",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AccountVerdict {
+    pub verdict: Verdict,
+    pub score: f64,
+    pub campaign: Option<usize>,
+    pub suspicion: f64,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SharedIndicator {
+    pub kind: &'static str,
+    pub value: String,
+    /// Accounts of the campaign that share it.
+    pub accounts: usize,
+    /// Accounts in the whole input that have it.
+    pub accounts_overall: usize,
+    pub rarity: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Pivot {
+    pub model: String,
+    pub released_at: String,
+    /// Share of the campaign's exchanges after the release that went to the new model.
+    pub share_after_release: f64,
+    /// Hours from release to the campaign's first request on it.
+    pub hours_to_first_use: Option<f64>,
+    /// Share of the campaign's accounts that used it within 24 hours of release.
+    pub accounts_within_24h: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Campaign {
+    pub id: String,
+    pub accounts: usize,
+    pub exchanges: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub confidence: f64,
+    /// Mean member suspicion (cluster score).
+    pub suspicion: f64,
+    /// Share of exchanges per capability area, largest first.
+    pub capability_focus: Vec<(String, f64)>,
+    pub model_pivot: Vec<Pivot>,
+    /// Mean of each trait over the members.
+    pub traits: Vec<(String, f64)>,
+    /// Accepted links per evidence group.
+    pub link_evidence: Vec<(String, u64)>,
+    /// Mean Jaccard of members' active 10-minute buckets (1 = perfect lockstep).
+    pub lockstep: f64,
+    pub shared_indicators: Vec<SharedIndicator>,
+    pub example_request_ids: Vec<String>,
+    pub account_ids: Vec<String>,
+}
+
+/// A benign cluster that looks like a campaign at first sight, and why it was cleared.
+#[derive(Clone, Debug, Serialize)]
+pub struct LookAlike {
+    pub accounts: usize,
+    pub exchanges: u64,
+    pub suspicion: f64,
+    pub shared_indicators: Vec<SharedIndicator>,
+    pub why_cleared: String,
+    pub account_ids: Vec<String>,
+}
+
+pub struct Outcome {
+    pub accounts: Vec<AccountVerdict>,
+    pub campaigns: Vec<Campaign>,
+    pub look_alikes: Vec<LookAlike>,
+}
+
+pub fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn shared_indicators(links: &Links, members: &[u32], limit: usize) -> Vec<SharedIndicator> {
+    let mut inside = vec![false; links.cluster_of.len()];
+    for &m in members {
+        inside[m as usize] = true;
+    }
+    let mut out: Vec<SharedIndicator> = links
+        .indicators
+        .iter()
+        .filter(|ind| ind.accounts.len() >= 2 && (!ind.infrastructure || ind.campaign_wide))
+        .filter_map(|ind| {
+            let k = ind.accounts.iter().filter(|&&a| inside[a as usize]).count();
+            (k >= 2).then(|| SharedIndicator {
+                kind: ind.kind.name(),
+                value: ind.value.clone(),
+                accounts: k,
+                accounts_overall: ind.accounts.len(),
+                rarity: (ind.rarity * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect();
+    // Most shared inside, and most specific to the cluster, first.
+    out.sort_by(|a, b| {
+        let sa = a.accounts as f64 * a.accounts as f64 / a.accounts_overall as f64;
+        let sb = b.accounts as f64 * b.accounts as f64 / b.accounts_overall as f64;
+        sb.total_cmp(&sa).then_with(|| a.value.cmp(&b.value))
+    });
+    out.truncate(limit);
+    out
+}
+
+pub fn decide(
+    names: &[String],
+    profiles: &[Profile],
+    traits: &[Traits],
+    links: &Links,
+    releases: &[Release],
+    cfg: &Config,
+) -> Outcome {
+    let n = profiles.len();
+    let suspicion: Vec<f64> = traits.iter().map(|t| t.suspicion(&cfg.traits)).collect();
+    let v = &cfg.verdict;
+    // Score every cluster.
+    struct Scored {
+        cluster: usize,
+        mean: f64,
+        exchanges: u64,
+    }
+    let mut campaigns_idx: Vec<Scored> = Vec::new();
+    let mut look: Vec<Scored> = Vec::new();
+    for (cl, members) in links.clusters.iter().enumerate() {
+        let mean =
+            members.iter().map(|&m| suspicion[m as usize]).sum::<f64>() / members.len() as f64;
+        let exchanges = members
+            .iter()
+            .map(|&m| profiles[m as usize].exchanges)
+            .sum();
+        let s = Scored {
+            cluster: cl,
+            mean,
+            exchanges,
+        };
+        if members.len() >= v.min_campaign_accounts && mean >= v.campaign_suspicion {
+            campaigns_idx.push(s);
+        } else {
+            look.push(s);
+        }
+    }
+    // Largest campaigns first; ties by first member for a stable numbering.
+    campaigns_idx.sort_by(|a, b| {
+        b.exchanges
+            .cmp(&a.exchanges)
+            .then(links.clusters[a.cluster][0].cmp(&links.clusters[b.cluster][0]))
+    });
+    let mut accounts: Vec<AccountVerdict> = (0..n)
+        .map(|a| AccountVerdict {
+            verdict: Verdict::Benign,
+            score: (suspicion[a] * 0.5).clamp(0.0, 0.499),
+            campaign: None,
+            suspicion: suspicion[a],
+            reasons: Vec::new(),
+        })
+        .collect();
+    let mut campaigns = Vec::new();
+    for (ci, s) in campaigns_idx.iter().enumerate() {
+        let members = &links.clusters[s.cluster];
+        let id = format!("campaign-{:02}", ci + 1);
+        let size_bonus = 0.1 * (members.len() as f64).log10();
+        let confidence = (0.5 + (s.mean - v.campaign_suspicion) + size_bonus).clamp(0.5, 0.99);
+        let indicators = shared_indicators(links, members, v.max_indicators);
+        let groups = links.edge_groups[s.cluster];
+        let link_evidence: Vec<(String, u64)> = GROUPS
+            .iter()
+            .zip(groups)
+            .filter(|(_, k)| *k > 0)
+            .map(|(g, k)| (g.to_string(), k))
+            .collect();
+        let trait_means: Vec<(String, f64)> = Trait::ALL
+            .iter()
+            .map(|&t| {
+                let m = members
+                    .iter()
+                    .map(|&a| traits[a as usize].get(t))
+                    .sum::<f64>()
+                    / members.len() as f64;
+                (t.name().to_string(), (m * 1000.0).round() / 1000.0)
+            })
+            .collect();
+        let top_links: Vec<String> = indicators
+            .iter()
+            .take(2)
+            .map(|i| format!("shares {} with {} accounts", i.kind, i.accounts - 1))
+            .collect();
+        let strong_traits: Vec<String> = trait_means
+            .iter()
+            .filter(|(_, m)| *m >= 0.3)
+            .map(|(t, m)| format!("{t} {:.0}%", m * 100.0))
+            .collect();
+        for &m in members {
+            let a = &mut accounts[m as usize];
+            a.verdict = Verdict::Attack;
+            a.campaign = Some(ci);
+            a.score = (0.5 + 0.5 * (0.5 * confidence + 0.5 * suspicion[m as usize].max(s.mean)))
+                .clamp(0.5, 1.0);
+            a.reasons.push(format!(
+                "member of {id} ({} linked accounts, cluster suspicion {:.2})",
+                members.len(),
+                s.mean
+            ));
+            a.reasons.extend(top_links.iter().cloned());
+            if !strong_traits.is_empty() {
+                a.reasons
+                    .push(format!("campaign traits: {}", strong_traits.join(", ")));
+            }
+            a.reasons
+                .extend(traits[m as usize].evidence.iter().take(3).cloned());
+        }
+        let (mut exchanges, mut inp, mut out, mut first, mut last) = (0, 0, 0, i64::MAX, i64::MIN);
+        let mut caps = [0u64; 6];
+        let mut examples: Vec<(u64, String)> = Vec::new();
+        for &m in members {
+            let p = &profiles[m as usize];
+            exchanges += p.exchanges;
+            inp += p.input_tokens;
+            out += p.output_tokens;
+            first = first.min(p.first_ts);
+            last = last.max(p.last_ts);
+            for (c, x) in caps.iter_mut().zip(p.capability) {
+                *c += x;
+            }
+            examples.extend(
+                p.examples
+                    .entries()
+                    .iter()
+                    .map(|e| (e.hash, e.value.clone())),
+            );
+        }
+        examples.sort();
+        let mut capability_focus: Vec<(String, f64)> = Capability::ALL
+            .iter()
+            .zip(caps)
+            .filter(|(_, k)| *k > 0)
+            .map(|(c, k)| {
+                (
+                    c.name().to_string(),
+                    ((k as f64 / exchanges.max(1) as f64) * 1000.0).round() / 1000.0,
+                )
+            })
+            .collect();
+        capability_focus.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let model_pivot = releases
+            .iter()
+            .filter(|r| r.released_at > first && r.released_at < last)
+            .map(|r| pivot(r, members, profiles))
+            .collect();
+        let mut account_ids: Vec<String> =
+            members.iter().map(|&m| names[m as usize].clone()).collect();
+        account_ids.sort();
+        campaigns.push(Campaign {
+            id,
+            accounts: members.len(),
+            exchanges,
+            input_tokens: inp,
+            output_tokens: out,
+            first_seen: rfc3339(first),
+            last_seen: rfc3339(last),
+            confidence: (confidence * 1000.0).round() / 1000.0,
+            suspicion: (s.mean * 1000.0).round() / 1000.0,
+            capability_focus,
+            model_pivot,
+            traits: trait_means,
+            link_evidence,
+            lockstep: (links.lockstep[s.cluster] * 1000.0).round() / 1000.0,
+            shared_indicators: indicators,
+            example_request_ids: examples
+                .into_iter()
+                .take(v.example_requests)
+                .map(|e| e.1)
+                .collect(),
+            account_ids,
+        });
+    }
+    // Cleared clusters (look-alikes), largest first.
+    look.sort_by_key(|s| std::cmp::Reverse(s.exchanges));
+    let mut look_alikes = Vec::new();
+    for s in &look {
+        let members = &links.clusters[s.cluster];
+        let why = if members.len() < v.min_campaign_accounts {
+            format!(
+                "only {} linked accounts (a campaign needs {})",
+                members.len(),
+                v.min_campaign_accounts
+            )
+        } else {
+            format!(
+                "members look ordinary: mean suspicion {:.2} < {:.2}",
+                s.mean, v.campaign_suspicion
+            )
+        };
+        for &m in members {
+            accounts[m as usize].reasons.push(format!(
+                "linked with {} accounts but cleared: {why}",
+                members.len() - 1
+            ));
+        }
+        if look_alikes.len() < 50 {
+            let mut ids: Vec<String> = members.iter().map(|&m| names[m as usize].clone()).collect();
+            ids.sort();
+            ids.truncate(100);
+            look_alikes.push(LookAlike {
+                accounts: members.len(),
+                exchanges: s.exchanges,
+                suspicion: (s.mean * 1000.0).round() / 1000.0,
+                shared_indicators: shared_indicators(links, members, 8),
+                why_cleared: why,
+                account_ids: ids,
+            });
+        }
+    }
+    // Accounts outside campaigns.
+    for (a, acc) in accounts.iter_mut().enumerate() {
+        if acc.verdict == Verdict::Attack {
+            continue;
+        }
+        if suspicion[a] >= v.suspicious_account {
+            acc.verdict = Verdict::Suspicious;
+            acc.reasons.insert(
+                0,
+                format!(
+                    "account traits score {:.2} but no linked campaign",
+                    suspicion[a]
+                ),
+            );
+        }
+        acc.reasons
+            .extend(traits[a].evidence.iter().take(3).cloned());
+        if acc.reasons.is_empty() {
+            acc.reasons.push("no shared evidence, ordinary use".into());
+        }
+    }
+    Outcome {
+        accounts,
+        campaigns,
+        look_alikes,
+    }
+}
+
+fn pivot(r: &Release, members: &[u32], profiles: &[Profile]) -> Pivot {
+    let (mut on_new, mut first, mut quick) = (0u64, i64::MAX, 0usize);
+    let mut after = 0u64;
+    for &m in members {
+        let p = &profiles[m as usize];
+        // Exchanges after the release, estimated from the account's active span.
+        if p.last_ts > r.released_at {
+            let span = (p.last_ts - p.first_ts).max(1) as f64;
+            let part = ((p.last_ts - r.released_at.max(p.first_ts)) as f64 / span).clamp(0.0, 1.0);
+            after += (p.exchanges as f64 * part).round() as u64;
+        }
+        if let Some(mu) = p.models.iter().find(|x| x.model == r.model) {
+            on_new += mu.exchanges;
+            first = first.min(mu.first_ts);
+            if mu.first_ts - r.released_at <= 24 * 3_600_000_000 {
+                quick += 1;
+            }
+        }
+    }
+    Pivot {
+        model: r.model.clone(),
+        released_at: rfc3339(r.released_at),
+        share_after_release: ((on_new as f64 / after.max(on_new).max(1) as f64) * 1000.0).round()
+            / 1000.0,
+        hours_to_first_use: (first != i64::MAX)
+            .then(|| (((first - r.released_at) as f64 / 3.6e9) * 10.0).round() / 10.0),
+        accounts_within_24h: ((quick as f64 / members.len() as f64) * 1000.0).round() / 1000.0,
+    }
+}
