@@ -303,3 +303,93 @@ fn simulate_writes_a_dataset_that_check_reads_with_no_bad_record() {
         "{err}"
     );
 }
+
+#[test]
+fn analyze_writes_one_verdict_per_account_and_sql_reads_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("result");
+    let (ok, stdout, err) = run(bin()
+        .arg("analyze")
+        .arg("--exchanges")
+        .arg(example("exchanges.jsonl"))
+        .arg("--accounts")
+        .arg(example("accounts.jsonl"))
+        .arg("--releases")
+        .arg(example("model_releases.jsonl"))
+        .arg("--out")
+        .arg(&out));
+    assert!(ok, "{err}");
+    assert!(stdout.contains("results in"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("accounts.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("account_id,verdict,score,campaign_id,reasons")
+    );
+    let rows: Vec<&str> = lines.collect();
+    // One row per account with exchanges, each with a verdict and a score in [0, 1].
+    let (ok, accounts, _) = run(bin()
+        .current_dir(dir.path())
+        .args([
+            "sql",
+            "--format",
+            "csv",
+            "SELECT count(DISTINCT account_id) FROM exchanges",
+        ])
+        .arg("--exchanges")
+        .arg(example("exchanges.jsonl")));
+    assert!(ok);
+    let n: usize = accounts.lines().nth(1).unwrap().trim().parse().unwrap();
+    assert_eq!(rows.len(), n);
+    for r in &rows {
+        let f: Vec<&str> = r.splitn(5, ',').collect();
+        assert!(["attack", "suspicious", "benign"].contains(&f[1]), "{r}");
+        let score: f64 = f[2].parse().unwrap();
+        assert!((0.0..=1.0).contains(&score), "{r}");
+        assert!(!f[4].is_empty(), "every verdict has reasons: {r}");
+    }
+    let campaigns: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("campaigns.json")).unwrap())
+            .unwrap();
+    assert!(campaigns.is_array());
+    // The result's tables are queryable.
+    let (ok, table, err) = run(bin()
+        .current_dir(dir.path())
+        .args(["sql", "--format", "csv", "--result"])
+        .arg(&out)
+        .arg("SELECT count(*) AS n FROM account_features")
+        .arg("--exchanges")
+        .arg(example("exchanges.jsonl")));
+    assert!(ok, "{err}");
+    assert_eq!(table.lines().nth(1), Some(n.to_string().as_str()));
+}
+
+#[test]
+fn analyze_config_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, cfg, _) = run(bin().args(["analyze", "--print-config"]));
+    assert!(ok);
+    assert!(cfg.contains("edge_threshold"), "{cfg}");
+    let bad = dir.path().join("dg.toml");
+    std::fs::write(&bad, "[link]\nedge_treshold = 2\n").unwrap();
+    let (ok, _, err) = run(bin()
+        .arg("analyze")
+        .arg("--exchanges")
+        .arg(example("exchanges.jsonl"))
+        .arg("--config")
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.path().join("r")));
+    assert!(!ok);
+    assert!(err.contains("edge_treshold"), "{err}");
+    let (ok, _, err) = run(bin()
+        .args(["eval", "--labels"])
+        .arg(example("accounts.jsonl"))
+        .arg("--result")
+        .arg(dir.path().join("missing")));
+    assert!(!ok);
+    assert!(
+        err.starts_with("error:") && err.lines().count() == 1,
+        "{err}"
+    );
+}

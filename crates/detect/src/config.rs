@@ -21,6 +21,9 @@ pub struct LinkConfig {
     pub max_accounts_per_value: usize,
     /// A value shared by more than this share of all accounts is infrastructure too.
     pub max_share_per_value: f64,
+    /// Values with more holders than this are not expanded into account pairs (cost); they
+    /// still count as campaign-wide indicators or through address pools.
+    pub max_pair_accounts: usize,
     /// Edge weight needed to put two accounts in one cluster (sum over evidence kinds; each
     /// kind contributes at most its weight times the rarity of the best shared value).
     pub edge_threshold: f64,
@@ -63,6 +66,7 @@ impl Default for LinkConfig {
         LinkConfig {
             max_accounts_per_value: 5000,
             max_share_per_value: 0.05,
+            max_pair_accounts: 64,
             edge_threshold: 0.9,
             w_address: 0.6,
             w_prefix: 0.3,

@@ -137,7 +137,7 @@ pub fn extract<'a>(
             _ => {}
         }
     }
-    f.prompt_chars = prompt.chars().count().min(u32::MAX as usize) as u32;
+    f.prompt_chars = shape_chars(prompt);
     f.context_chars = context.min(u32::MAX as usize) as u32;
     let shape = Shape::of(prompt);
     f.cjk = shape.cjk_share();
@@ -177,9 +177,12 @@ struct Shape {
 }
 
 impl Shape {
+    /// One pass over the bytes, line by line; only non-ASCII characters are decoded.
     fn of(text: &str) -> Shape {
         let mut s = Shape::default();
         let mut in_block = false;
+        let mut prev_digit = false;
+        let mut after_digit_sep = false;
         for line in text.split('\n') {
             s.lines += 1;
             let t = line.trim_start();
@@ -193,61 +196,81 @@ impl Shape {
             if fence {
                 in_block = !in_block;
             }
-            let n = line.chars().count() as u32;
-            if (in_block && !fence) || t.starts_with('>') {
-                s.delimited += n;
-            }
             if starts_enumerated(t) {
                 s.enumerated += 1;
             }
-            let seps = line
-                .bytes()
-                .filter(|b| matches!(b, b',' | b'|' | b'\t'))
-                .count();
+            let (mut n, mut seps) = (0u32, 0u32);
+            let bytes = line.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                let b = bytes[i];
+                if b < 0x80 {
+                    n += 1;
+                    i += 1;
+                    if b.is_ascii_alphabetic() {
+                        s.letters += 1;
+                    }
+                    let digit = b.is_ascii_digit();
+                    if digit {
+                        s.digits += 1;
+                        if after_digit_sep {
+                            s.scale = true;
+                        }
+                    }
+                    match b {
+                        b',' | b'|' | b'\t' => seps += 1,
+                        b'{' | b'}' | b';' | b'(' | b')' | b'[' | b']' | b'_' => {
+                            s.code_symbols += 1
+                        }
+                        b'+' | b'*' | b'^' | b'=' | b'<' | b'>' | b'\\' => s.math_symbols += 1,
+                        _ => {}
+                    }
+                    after_digit_sep = match b {
+                        b'-' | b'/' | b'~' => prev_digit,
+                        b' ' => after_digit_sep,
+                        _ => false,
+                    };
+                    prev_digit = digit;
+                    continue;
+                }
+                // A multi-byte character: `line` is valid UTF-8 and `i` a boundary.
+                let c = line[i..].chars().next().expect("char boundary");
+                i += c.len_utf8();
+                n += 1;
+                let cp = c as u32;
+                if c.is_alphabetic() {
+                    s.letters += 1;
+                    if (0x4E00..=0x9FFF).contains(&cp)
+                        || (0x3400..=0x4DBF).contains(&cp)
+                        || (0x3040..=0x30FF).contains(&cp)
+                        || (0xAC00..=0xD7AF).contains(&cp)
+                    {
+                        s.cjk += 1;
+                    }
+                }
+                if matches!(c, '∑' | '∫' | '√') {
+                    s.math_symbols += 1;
+                }
+                after_digit_sep = matches!(c, '～' | '–') && prev_digit;
+                prev_digit = false;
+            }
+            // The newline itself.
+            s.chars += n + 1;
+            if (in_block && !fence) || t.starts_with('>') {
+                s.delimited += n;
+            }
             if seps >= 2 {
                 s.tabular += 1;
             }
+            after_digit_sep = false;
+            prev_digit = false;
         }
-        let mut prev_digit = false;
-        let mut after_digit_sep = false;
-        for c in text.chars() {
-            s.chars += 1;
-            let cp = c as u32;
-            if c.is_alphabetic() {
-                s.letters += 1;
-                if (0x4E00..=0x9FFF).contains(&cp)
-                    || (0x3400..=0x4DBF).contains(&cp)
-                    || (0x3040..=0x30FF).contains(&cp)
-                    || (0xAC00..=0xD7AF).contains(&cp)
-                {
-                    s.cjk += 1;
-                }
-            }
-            if c.is_ascii_digit() {
-                s.digits += 1;
-                if after_digit_sep {
-                    s.scale = true;
-                }
-            }
-            match c {
-                '{' | '}' | ';' | '(' | ')' | '[' | ']' | '_' => s.code_symbols += 1,
-                '+' | '*' | '^' | '=' | '<' | '>' | '\\' | '∑' | '∫' | '√' => {
-                    s.math_symbols += 1
-                }
-                _ => {}
-            }
-            after_digit_sep = match c {
-                '-' | '/' | '~' | '～' | '–' => prev_digit,
-                ' ' => after_digit_sep,
-                _ => false,
-            };
-            prev_digit = c.is_ascii_digit();
-        }
+        s.chars = s.chars.saturating_sub(1);
         // Quoted text counts as delimited when it is long.
         let quoted = quoted_chars(text);
         s.delimited = s.delimited.max(quoted);
-        s.image =
-            text.contains("data:image/") || text.contains("<image") || text.contains("[image");
+        s.image = text.contains("image")
+            && (text.contains("data:image/") || text.contains("<image") || text.contains("[image"));
         s
     }
 
@@ -348,87 +371,93 @@ fn flags(req: &Request, s: &Shape, f: &ExchangeFeatures) -> u8 {
     bits
 }
 
-/// The skeleton of a text: lowercase, every digit run folded to `0`, whitespace runs to one
-/// space — what stays the same across requests filled from one template.
-fn skeleton(text: &str, out: &mut Vec<u8>) {
-    out.clear();
+/// Calls `emit` with the skeleton of a text, byte by byte: ASCII lowercased, every digit run
+/// folded to `0`, every whitespace run to one space, other bytes (UTF-8 of other scripts)
+/// unchanged — what stays the same across requests filled from one template.
+#[inline]
+fn skeleton_bytes(text: &[u8], mut emit: impl FnMut(u8)) {
     let mut last = 0u8;
-    for c in text.chars() {
-        let b = if c.is_ascii_digit() {
+    for &b in text {
+        let out = if b.is_ascii_digit() {
             b'0'
-        } else if c.is_whitespace() {
+        } else if b.is_ascii_whitespace() {
             b' '
         } else {
-            0
-        };
-        if b != 0 {
-            if b != last {
-                out.push(b);
-            }
-            last = b;
+            last = 0;
+            emit(b.to_ascii_lowercase());
             continue;
+        };
+        if out != last {
+            emit(out);
         }
-        last = 0;
-        let mut buf = [0u8; 4];
-        for l in c.to_lowercase() {
-            out.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
-        }
+        last = out;
     }
 }
 
+/// Hash of a text's skeleton, streamed (no copy).
 pub fn skeleton_hash(text: &str) -> u64 {
-    let mut buf = Vec::with_capacity(text.len());
-    skeleton(text, &mut buf);
-    hash_bytes(1, &buf)
+    let (mut h, mut word, mut k, mut len) = (0x5EED_u64, 0u64, 0u32, 0u64);
+    skeleton_bytes(text.as_bytes(), |b| {
+        word |= u64::from(b) << (8 * k);
+        k += 1;
+        len += 1;
+        if k == 8 {
+            h = mix(h ^ word).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            word = 0;
+            k = 0;
+        }
+    });
+    mix(h ^ word ^ len.rotate_left(56))
 }
 
-/// Two independent minima over the 5-byte shingles of the skeleton's two ends, combined:
-/// two requests share the key with probability ≈ J² of their shingle sets (one LSH band).
+/// Two minima over the 5-byte shingles of the skeleton's two ends, combined: two requests share
+/// the key with probability ≈ J² of their shingle sets (one LSH band of two rows). The second
+/// permutation is the first multiplied by an odd constant (a bijection), which is cheap.
 pub fn template_key(prompt: &str) -> u64 {
     if prompt.is_empty() {
         return 0;
     }
-    let head = floor_boundary(prompt, EDGE * 2);
-    let tail = ceil_boundary(prompt, prompt.len().saturating_sub(EDGE * 2)).max(head);
-    let mut buf = Vec::with_capacity(EDGE * 5);
-    skeleton(&prompt[..head], &mut buf);
-    buf.truncate(EDGE);
-    let mut tbuf = Vec::with_capacity(EDGE * 5);
-    skeleton(&prompt[tail..], &mut tbuf);
-    let cut = tbuf.len().saturating_sub(EDGE);
-    buf.push(0);
-    buf.extend_from_slice(&tbuf[cut..]);
-    if buf.len() < 5 {
-        return hash_bytes(2, &buf) | 1;
-    }
+    let bytes = prompt.as_bytes();
+    let head = &bytes[..bytes.len().min(EDGE * 2)];
+    let tail = &bytes[bytes
+        .len()
+        .saturating_sub(EDGE * 2)
+        .max(head.len().min(bytes.len()))..];
     let (mut m1, mut m2) = (u64::MAX, u64::MAX);
-    for w in buf.windows(5) {
-        let mut x = [0u8; 8];
-        x[..5].copy_from_slice(w);
-        let v = u64::from_le_bytes(x);
-        let h1 = mix(v ^ 0x5151_7E7E);
-        let h2 = mix(v.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x1234_5678);
-        m1 = m1.min(h1);
-        m2 = m2.min(h2);
+    let (mut window, mut seen) = (0u64, 0usize);
+    let mut shingle = |b: u8| {
+        window = ((window << 8) | u64::from(b)) & 0xFF_FFFF_FFFF;
+        seen += 1;
+        if seen >= 5 {
+            let h = mix(window);
+            m1 = m1.min(h);
+            m2 = m2.min(h.wrapping_mul(0xA24B_AED4_963E_E407));
+        }
+    };
+    let mut n = 0;
+    skeleton_bytes(head, |b| {
+        if n < EDGE {
+            shingle(b);
+            n += 1;
+        }
+    });
+    shingle(0);
+    // The tail's skeleton, last EDGE bytes of it.
+    let mut tail_sk = Vec::with_capacity(tail.len());
+    skeleton_bytes(tail, |b| tail_sk.push(b));
+    for &b in &tail_sk[tail_sk.len().saturating_sub(EDGE)..] {
+        shingle(b);
+    }
+    if seen < 5 {
+        return hash_bytes(2, bytes) | 1;
     }
     combine(m1, m2) | 1
 }
 
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    if i >= s.len() {
-        return s.len();
-    }
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn ceil_boundary(s: &str, mut i: usize) -> usize {
-    while i < s.len() && !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
+/// Characters of a text: bytes that do not continue a multi-byte sequence.
+fn shape_chars(text: &str) -> u32 {
+    let n = text.bytes().filter(|&b| (b as i8) >= -0x40).count();
+    n.min(u32::MAX as usize) as u32
 }
 
 /// The struct fields of the UDF's result, in order. Column names of the exchange feature table.

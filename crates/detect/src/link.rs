@@ -224,12 +224,13 @@ pub fn link(
             df > cap || (ind.kind == Kind::EmailDomain && public.contains(&ind.value));
     }
 
-    // Candidate pairs: the strongest value per evidence group.
+    // Candidate pairs: the strongest value per evidence group. Only values with at most
+    // `max_pair_accounts` holders are expanded into pairs, so the pair list stays linear in
+    // the number of values; commoner values act through the campaign-wide and pool steps.
     let mut pairs: HashMap<u64, [f32; 5]> = HashMap::new();
-    for ind in indicators
-        .iter()
-        .filter(|i| !i.infrastructure && i.accounts.len() >= 2)
-    {
+    for ind in indicators.iter().filter(|i| {
+        !i.infrastructure && i.accounts.len() >= 2 && i.accounts.len() <= c.max_pair_accounts
+    }) {
         let w = (ind.kind.weight(c) * ind.rarity) as f32;
         let g = ind.kind.group() as usize;
         for (i, &a) in ind.accounts.iter().enumerate() {
@@ -275,7 +276,8 @@ pub fn link(
         // unrelated campaigns and the ordinary customers behind the same residential lines,
         // disposable mail domains by unrelated abusers, and system prompts and templates of
         // public agent tools by everyone who runs those tools.
-        if !ind.infrastructure || !matches!(ind.kind, Kind::Client | Kind::Payment) {
+        let too_many_for_pairs = ind.infrastructure || ind.accounts.len() > c.max_pair_accounts;
+        if !too_many_for_pairs || !matches!(ind.kind, Kind::Client | Kind::Payment) {
             continue;
         }
         let holders = &ind.accounts;
