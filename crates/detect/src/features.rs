@@ -54,6 +54,36 @@ impl Capability {
     }
 }
 
+/// Writing systems told apart in prompts; index 0 (Latin and anything unlisted) is the default.
+pub const SCRIPTS: [&str; 10] = [
+    "latin",
+    "han",
+    "kana",
+    "hangul",
+    "cyrillic",
+    "greek",
+    "arabic",
+    "hebrew",
+    "devanagari",
+    "thai",
+];
+
+/// The script of a non-ASCII letter (index into [`SCRIPTS`]).
+fn script_of(cp: u32) -> usize {
+    match cp {
+        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF => 1,
+        0x3040..=0x30FF | 0x31F0..=0x31FF => 2,
+        0xAC00..=0xD7AF | 0x1100..=0x11FF | 0x3130..=0x318F => 3,
+        0x0400..=0x052F => 4,
+        0x0370..=0x03FF => 5,
+        0x0600..=0x06FF | 0x0750..=0x077F | 0x08A0..=0x08FF => 6,
+        0x0590..=0x05FF => 7,
+        0x0900..=0x097F => 8,
+        0x0E00..=0x0E7F => 9,
+        _ => 0,
+    }
+}
+
 /// Elicitation flags: each marks a request shaped to harvest training signal.
 pub mod flag {
     /// The response is long and much longer than the request (generation for a corpus).
@@ -88,6 +118,9 @@ pub struct ExchangeFeatures {
     pub tools_offered: u32,
     /// Share of the prompt's letters written in a CJK script (Han, kana, Hangul).
     pub cjk: f32,
+    /// The prompt's dominant non-Latin script ([`SCRIPTS`] index) when it writes at least 30%
+    /// of the letters; 0 otherwise.
+    pub script: u8,
     pub capability: u8,
     /// [`flag`] bits.
     pub flags: u8,
@@ -141,6 +174,7 @@ pub fn extract<'a>(
     f.context_chars = context.min(u32::MAX as usize) as u32;
     let shape = Shape::of(prompt);
     f.cjk = shape.cjk_share();
+    f.script = shape.dominant_script();
     f.capability = capability(&shape, &f) as u8;
     f.flags = flags(req, &shape, &f);
     f.template = template_key(prompt);
@@ -160,6 +194,8 @@ pub fn extract<'a>(
 struct Shape {
     letters: u32,
     cjk: u32,
+    /// Letters per [`SCRIPTS`] entry.
+    scripts: [u32; 10],
     digits: u32,
     code_symbols: u32,
     math_symbols: u32,
@@ -240,11 +276,9 @@ impl Shape {
                 let cp = c as u32;
                 if c.is_alphabetic() {
                     s.letters += 1;
-                    if (0x4E00..=0x9FFF).contains(&cp)
-                        || (0x3400..=0x4DBF).contains(&cp)
-                        || (0x3040..=0x30FF).contains(&cp)
-                        || (0xAC00..=0xD7AF).contains(&cp)
-                    {
+                    let script = script_of(cp);
+                    s.scripts[script] += 1;
+                    if (1..=3).contains(&script) {
                         s.cjk += 1;
                     }
                 }
@@ -272,6 +306,18 @@ impl Shape {
         s.image = text.contains("image")
             && (text.contains("data:image/") || text.contains("<image") || text.contains("[image"));
         s
+    }
+
+    fn dominant_script(&self) -> u8 {
+        let (i, n) = (1..SCRIPTS.len())
+            .map(|i| (i, self.scripts[i]))
+            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
+            .expect("scripts");
+        if n > 0 && n * 10 >= self.letters * 3 {
+            i as u8
+        } else {
+            0
+        }
     }
 
     fn cjk_share(&self) -> f32 {
@@ -461,13 +507,14 @@ fn shape_chars(text: &str) -> u32 {
 }
 
 /// The struct fields of the UDF's result, in order. Column names of the exchange feature table.
-pub const FIELDS: [(&str, DataType); 11] = [
+pub const FIELDS: [(&str, DataType); 12] = [
     ("prompt_chars", DataType::UInt32),
     ("context_chars", DataType::UInt32),
     ("turns", DataType::UInt32),
     ("tool_messages", DataType::UInt32),
     ("tools_offered", DataType::UInt32),
     ("cjk", DataType::Float32),
+    ("script", DataType::UInt8),
     ("capability", DataType::UInt8),
     ("flags", DataType::UInt8),
     ("template", DataType::UInt64),
@@ -603,7 +650,7 @@ fn features_of_batch(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
 struct Builders {
     u32s: [UInt32Builder; 5],
     cjk: Float32Builder,
-    u8s: [UInt8Builder; 2],
+    u8s: [UInt8Builder; 3],
     u64s: [UInt64Builder; 3],
 }
 
@@ -627,8 +674,9 @@ impl Builders {
             b.append_value(v);
         }
         self.cjk.append_value(f.cjk);
-        self.u8s[0].append_value(f.capability);
-        self.u8s[1].append_value(f.flags);
+        self.u8s[0].append_value(f.script);
+        self.u8s[1].append_value(f.capability);
+        self.u8s[2].append_value(f.flags);
         for (b, v) in self.u64s.iter_mut().zip([f.template, f.system, f.client]) {
             b.append_value(v);
         }
@@ -668,6 +716,16 @@ mod tests {
         assert!(feat("この問題を説明してください", 0, 10).cjk > 0.9);
         assert!(feat("이 문제를 설명해 주세요", 0, 10).cjk > 0.8);
         assert_eq!(feat("Explain why the sky is blue", 0, 10).cjk, 0.0);
+        let script = |t: &str| SCRIPTS[feat(t, 0, 10).script as usize];
+        assert_eq!(script("Объясните, почему небо голубое"), "cyrillic");
+        assert_eq!(script("اشرح لماذا السماء زرقاء"), "arabic");
+        assert_eq!(script("Εξήγησε γιατί ο ουρανός είναι μπλε"), "greek");
+        assert_eq!(script("请解释这个问题的原因"), "han");
+        // A few foreign words in an English prompt do not change its script.
+        assert_eq!(
+            script("Translate 'спасибо' into English, please, and explain it"),
+            "latin"
+        );
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Profile {
     pub tools_offered: u64,
     /// Prompts mostly written in a CJK script.
     pub cjk_prompts: u64,
+    /// Prompts per dominant script ([`crate::features::SCRIPTS`]; index 0: Latin or none).
+    pub scripts: [u64; 10],
     /// Exchanges with any elicitation flag ([`ELICIT_MASK`]).
     pub elicit: u64,
     /// Exchanges per [`flag`] bit, in [`flag::NAMES`] order.
@@ -104,6 +106,7 @@ impl Default for Profile {
             tool_messages: 0,
             tools_offered: 0,
             cjk_prompts: 0,
+            scripts: [0; 10],
             elicit: 0,
             flags: [0; 5],
             capability: [0; 6],
@@ -145,6 +148,7 @@ pub struct Row<'a> {
     pub tool_messages: u32,
     pub tools_offered: u32,
     pub cjk: f32,
+    pub script: u8,
     pub capability: u8,
     pub flags: u8,
     pub template: u64,
@@ -184,6 +188,7 @@ impl Profile {
         if r.cjk >= CJK_PROMPT {
             self.cjk_prompts += 1;
         }
+        self.scripts[(r.script as usize).min(9)] += 1;
         if r.flags & ELICIT_MASK != 0 {
             self.elicit += 1;
         }
@@ -252,6 +257,9 @@ impl Profile {
         self.tool_messages += o.tool_messages;
         self.tools_offered += o.tools_offered;
         self.cjk_prompts += o.cjk_prompts;
+        for (a, b) in self.scripts.iter_mut().zip(o.scripts) {
+            *a += b;
+        }
         self.elicit += o.elicit;
         for (a, b) in self.flags.iter_mut().zip(o.flags) {
             *a += b;
@@ -316,7 +324,13 @@ impl Profile {
         ] {
             put_u64(out, v);
         }
-        for v in self.flags.iter().chain(&self.capability).chain(&self.hours) {
+        for v in self
+            .flags
+            .iter()
+            .chain(&self.capability)
+            .chain(&self.hours)
+            .chain(&self.scripts)
+        {
             put_u64(out, *v);
         }
         put_i64(out, self.first_ts);
@@ -372,6 +386,7 @@ impl Profile {
             .iter_mut()
             .chain(p.capability.iter_mut())
             .chain(p.hours.iter_mut())
+            .chain(p.scripts.iter_mut())
         {
             *v = get_u64(r)?;
         }
@@ -416,7 +431,7 @@ impl Profile {
 }
 
 /// The aggregate's arguments, in order (columns of the exchange feature table).
-pub const ARGS: [&str; 21] = [
+pub const ARGS: [&str; 22] = [
     "ts",
     "request_id",
     "model",
@@ -438,6 +453,7 @@ pub const ARGS: [&str; 21] = [
     "template",
     "system_fp",
     "client_fp",
+    "script",
 ];
 
 pub const UDAF_NAME: &str = "dg_account_profile";
@@ -529,6 +545,7 @@ impl Columns {
             DataType::UInt64,
             DataType::UInt64,
             DataType::UInt64,
+            DataType::UInt8,
         ];
         let mut arrays = Vec::with_capacity(types.len());
         for (i, (a, t)) in values.iter().zip(&types).enumerate() {
@@ -569,6 +586,7 @@ impl Columns {
         let flags = self.arrays[17].as_primitive::<UInt8Type>();
         let q = |i: usize| self.arrays[i].as_primitive::<UInt64Type>();
         let (tmpl, sys, cli) = (q(18), q(19), q(20));
+        let script = self.arrays[21].as_primitive::<UInt8Type>();
         fn str_opt(a: &StringArray, i: usize) -> Option<&str> {
             (!a.is_null(i)).then(|| a.value(i))
         }
@@ -591,6 +609,7 @@ impl Columns {
                 tool_messages: toolm.value(i),
                 tools_offered: toolo.value(i),
                 cjk: cjk.value(i),
+                script: script.value(i),
                 capability: cap.value(i),
                 flags: flags.value(i),
                 template: tmpl.value(i),

@@ -3,7 +3,7 @@
 //! cluster of linked accounts (see `verdict`).
 
 use crate::config::TraitConfig;
-use crate::features::flag;
+use crate::features::{SCRIPTS, flag};
 use crate::profile::Profile;
 
 const DAY: f64 = 86_400e6;
@@ -134,12 +134,27 @@ pub fn utc_offset(country: &str) -> Option<i32> {
     Some(o)
 }
 
-/// Countries where a CJK script is a language of daily use.
-fn writes_cjk(country: &str) -> bool {
-    matches!(
-        country,
-        "CN" | "HK" | "MO" | "TW" | "SG" | "MY" | "JP" | "KR"
-    )
+/// Whether a script ([`SCRIPTS`] index) is in daily use in a country. Latin counts as used
+/// everywhere; an unknown country uses every script (no evidence either way).
+pub fn writes_script(country: &str, script: usize) -> bool {
+    let countries: &[&str] = match SCRIPTS.get(script).copied() {
+        Some("han") => &["CN", "HK", "MO", "TW", "SG", "MY", "JP"],
+        Some("kana") => &["JP"],
+        Some("hangul") => &["KR", "KP"],
+        Some("cyrillic") => &[
+            "RU", "UA", "BY", "KZ", "KG", "TJ", "BG", "RS", "MK", "MN", "ME", "BA", "UZ",
+        ],
+        Some("greek") => &["GR", "CY"],
+        Some("arabic") => &[
+            "SA", "AE", "EG", "QA", "KW", "BH", "OM", "JO", "LB", "SY", "IQ", "IR", "AF", "PK",
+            "MA", "DZ", "TN", "LY", "SD", "YE",
+        ],
+        Some("hebrew") => &["IL"],
+        Some("devanagari") => &["IN", "NP"],
+        Some("thai") => &["TH"],
+        _ => return true,
+    };
+    utc_offset(country).is_none() || countries.contains(&country)
 }
 
 /// The country an account claims: billing first, else where most of its traffic comes from.
@@ -263,20 +278,26 @@ pub fn compute(
         }
     }
 
-    // Language against the claimed country.
+    // Language against the claimed country: prompts in a script the country does not write.
     if let Some(country) = t.claimed_country.clone()
-        && !writes_cjk(&country)
         && p.exchanges >= 3
     {
-        let share = p.cjk_prompts as f64 / n;
-        if share >= c.language_min_share {
+        let foreign = (1..SCRIPTS.len())
+            .filter(|&s| !writes_script(&country, s))
+            .map(|s| (s, p.scripts[s]))
+            .max_by_key(|&(s, k)| (k, std::cmp::Reverse(s)));
+        let share = foreign.map_or(0.0, |(_, k)| k as f64 / n);
+        if let Some((script, _)) = foreign
+            && share >= c.language_min_share
+        {
             set(
                 &mut t,
                 Trait::Language,
                 (share / (2.0 * c.language_min_share)).max(0.5),
                 format!(
-                    "{:.0}% of prompts in a CJK script, claims {country}",
-                    share * 100.0
+                    "{:.0}% of prompts in {} script, claims {country}",
+                    share * 100.0,
+                    SCRIPTS[script]
                 ),
             );
         }
@@ -349,6 +370,11 @@ mod tests {
                     request_id: "r",
                     model: "m",
                     client_ip: "10.0.0.1",
+                    script: if cjk_every > 0 && k % cjk_every == 0 {
+                        1
+                    } else {
+                        0
+                    },
                     cjk: if cjk_every > 0 && k % cjk_every == 0 {
                         0.9
                     } else {
