@@ -148,8 +148,11 @@ impl Default for TraitConfig {
 pub struct VerdictConfig {
     /// A cluster needs at least this many accounts to be a campaign.
     pub min_campaign_accounts: usize,
-    /// Mean member suspicion from which a cluster is a campaign.
+    /// Cluster score from which a cluster is a campaign. The score is the mean member
+    /// suspicion × (1 + `w_identity_spread` × spread), spread = (claimed countries − 1) / 3,
+    /// at most 1: one operator posing as many customers claims many countries.
     pub campaign_suspicion: f64,
+    pub w_identity_spread: f64,
     /// Suspicion from which an account outside any campaign is `suspicious`.
     pub suspicious_account: f64,
     /// Example request ids listed per campaign.
@@ -162,7 +165,8 @@ impl Default for VerdictConfig {
     fn default() -> Self {
         VerdictConfig {
             min_campaign_accounts: 3,
-            campaign_suspicion: 0.3,
+            campaign_suspicion: 0.45,
+            w_identity_spread: 0.5,
             suspicious_account: 0.55,
             example_requests: 5,
             max_indicators: 25,

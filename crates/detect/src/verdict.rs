@@ -75,8 +75,10 @@ pub struct Campaign {
     pub first_seen: String,
     pub last_seen: String,
     pub confidence: f64,
-    /// Mean member suspicion (cluster score).
+    /// Cluster score: mean member suspicion × (1 + w × spread of claimed countries).
     pub suspicion: f64,
+    /// Distinct countries its accounts claim (billing, else geolocation).
+    pub claimed_countries: usize,
     /// Share of exchanges per capability area, largest first.
     pub capability_focus: Vec<(String, f64)>,
     pub model_pivot: Vec<Pivot>,
@@ -158,14 +160,26 @@ pub fn decide(
     // Score every cluster.
     struct Scored {
         cluster: usize,
+        /// Cluster score: mean member suspicion, raised by the spread of claimed countries.
         mean: f64,
+        member_mean: f64,
+        countries: usize,
         exchanges: u64,
     }
     let mut campaigns_idx: Vec<Scored> = Vec::new();
     let mut look: Vec<Scored> = Vec::new();
     for (cl, members) in links.clusters.iter().enumerate() {
-        let mean =
+        let member_mean =
             members.iter().map(|&m| suspicion[m as usize]).sum::<f64>() / members.len() as f64;
+        // One operator posing as unrelated customers claims many countries; an office, a
+        // campus or a company's accounts claim one.
+        let countries = members
+            .iter()
+            .filter_map(|&m| traits[m as usize].claimed_country.as_deref())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let spread = ((countries.max(1) - 1) as f64 / 3.0).min(1.0);
+        let mean = (member_mean * (1.0 + v.w_identity_spread * spread)).min(1.0);
         let exchanges = members
             .iter()
             .map(|&m| profiles[m as usize].exchanges)
@@ -173,6 +187,8 @@ pub fn decide(
         let s = Scored {
             cluster: cl,
             mean,
+            member_mean,
+            countries,
             exchanges,
         };
         if members.len() >= v.min_campaign_accounts && mean >= v.campaign_suspicion {
@@ -238,8 +254,9 @@ pub fn decide(
             a.score = (0.5 + 0.5 * (0.5 * confidence + 0.5 * suspicion[m as usize].max(s.mean)))
                 .clamp(0.5, 1.0);
             a.reasons.push(format!(
-                "member of {id} ({} linked accounts, cluster suspicion {:.2})",
+                "member of {id} ({} linked accounts claiming {} countries, cluster score {:.2})",
                 members.len(),
+                s.countries,
                 s.mean
             ));
             a.reasons.extend(top_links.iter().cloned());
@@ -301,6 +318,7 @@ pub fn decide(
             last_seen: rfc3339(last),
             confidence: (confidence * 1000.0).round() / 1000.0,
             suspicion: (s.mean * 1000.0).round() / 1000.0,
+            claimed_countries: s.countries,
             capability_focus,
             model_pivot,
             traits: trait_means,
@@ -328,8 +346,8 @@ pub fn decide(
             )
         } else {
             format!(
-                "members look ordinary: mean suspicion {:.2} < {:.2}",
-                s.mean, v.campaign_suspicion
+                "members look ordinary: cluster score {:.2} < {:.2} (mean member suspicion {:.2}, {} claimed countries)",
+                s.mean, v.campaign_suspicion, s.member_mean, s.countries
             )
         };
         for &m in members {
@@ -407,5 +425,57 @@ fn pivot(r: &Release, members: &[u32], profiles: &[Profile]) -> Pivot {
         hours_to_first_use: (first != i64::MAX)
             .then(|| (((first - r.released_at) as f64 / 3.6e9) * 10.0).round() / 10.0),
         accounts_within_24h: ((quick as f64 / members.len() as f64) * 1000.0).round() / 1000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traits::Trait;
+
+    /// Three linked accounts, young and eliciting with tool traces (suspicion 0.42 each),
+    /// claiming the given countries.
+    fn outcome(countries: [&str; 3]) -> Outcome {
+        let names: Vec<String> = (0..3).map(|i| format!("a{i}")).collect();
+        let profiles = vec![Profile::default(); 3];
+        let traits: Vec<Traits> = countries
+            .iter()
+            .map(|c| {
+                let mut t = Traits::default();
+                t.values[Trait::Young as usize] = 1.0;
+                t.values[Trait::Elicit as usize] = 1.0;
+                t.values[Trait::ToolTrace as usize] = 1.0;
+                t.claimed_country = Some(c.to_string());
+                t
+            })
+            .collect();
+        let links = Links {
+            cluster_of: vec![Some(0); 3],
+            clusters: vec![vec![0, 1, 2]],
+            edge_groups: vec![[2, 1, 0, 0, 0]],
+            lockstep: vec![0.0],
+            ..Default::default()
+        };
+        decide(&names, &profiles, &traits, &links, &[], &Config::default())
+    }
+
+    #[test]
+    fn a_new_startup_in_one_country_is_cleared() {
+        // A startup's new employee accounts: one office, one card, coding agents.
+        let o = outcome(["DE", "DE", "DE"]);
+        assert!(o.campaigns.is_empty());
+        assert!(o.accounts.iter().all(|a| a.verdict != Verdict::Attack));
+        assert_eq!(o.look_alikes.len(), 1);
+        assert!(o.look_alikes[0].why_cleared.contains("1 claimed countries"));
+    }
+
+    #[test]
+    fn the_same_accounts_posing_as_customers_in_many_countries_are_a_campaign() {
+        let o = outcome(["DE", "US", "SG"]);
+        assert_eq!(o.campaigns.len(), 1);
+        assert_eq!(o.campaigns[0].claimed_countries, 3);
+        assert!(o.accounts.iter().all(|a| a.verdict == Verdict::Attack));
+        assert!(o.accounts.iter().all(|a| a.score >= 0.5 && a.score <= 1.0));
+        assert!(o.accounts[0].reasons[0].contains("campaign-01"));
     }
 }
