@@ -145,12 +145,11 @@ fn print_summary(a: &Analysis, out: &Path) {
             );
         }
     }
-    if !a.outcome.look_alikes.is_empty() {
-        let n: usize = a.outcome.look_alikes.iter().map(|l| l.accounts).sum();
+    if a.outcome.cleared_clusters > 0 {
         println!(
-            "\n{} benign look-alike clusters ({} accounts) were linked but cleared; see lookalikes.json",
-            a.outcome.look_alikes.len(),
-            count(n as u64)
+            "\n{} benign look-alike clusters ({} accounts) were linked but cleared; the largest are in lookalikes.json",
+            count(a.outcome.cleared_clusters as u64),
+            count(a.outcome.cleared_accounts as u64)
         );
     }
     println!(

@@ -107,7 +107,11 @@ pub struct LookAlike {
 pub struct Outcome {
     pub accounts: Vec<AccountVerdict>,
     pub campaigns: Vec<Campaign>,
+    /// The largest cleared clusters (at most 50 are described).
     pub look_alikes: Vec<LookAlike>,
+    /// All cleared clusters and their accounts.
+    pub cleared_clusters: usize,
+    pub cleared_accounts: usize,
 }
 
 pub fn rfc3339(micros: i64) -> String {
@@ -395,6 +399,8 @@ pub fn decide(
         accounts,
         campaigns,
         look_alikes,
+        cleared_clusters: look.len(),
+        cleared_accounts: look.iter().map(|s| links.clusters[s.cluster].len()).sum(),
     }
 }
 
