@@ -10,7 +10,11 @@ use anyhow::{Context, bail};
 use arrow::array::{Array, AsArray};
 use dg_contract::Diagnostics;
 use dg_detect::eval::{EvalReport, evaluate, read_exchanges, read_result, read_truth};
+use dg_detect::sharing::PartnerIndex;
 use dg_detect::{Analysis, Config, Stage};
+
+/// Where `import stix` keeps partners' indicators and `analyze` looks for them.
+pub const DEFAULT_STORE: &str = "partner-indicators.jsonl";
 use dg_engine::{Engine, Inputs};
 
 use crate::args::{AnalyzeArgs, CheckFormat, DemoArgs, EvalArgs, SimFormat, SimulateArgs};
@@ -39,16 +43,47 @@ pub async fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     }
     let cfg = load_config(a.config.as_deref())?;
     let quarantine = a.input.quarantine_in(Some(&out));
+    let partners = load_partners(
+        a.partner_indicators
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_STORE)),
+        a.partner_indicators.is_some(),
+    )?;
     let analysis = analyze_inputs(
         &a.input.inputs(),
         a.input.read_options(),
         &quarantine,
         &cfg,
         &out,
+        &partners,
     )
     .await?;
     print_summary(&analysis, &out);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sharing key: `DISTILLGUARD_SHARING_KEY`, else the public default.
+pub fn sharing_key() -> Vec<u8> {
+    std::env::var("DISTILLGUARD_SHARING_KEY")
+        .unwrap_or_else(|_| dg_detect::sharing::DEFAULT_KEY.to_string())
+        .into_bytes()
+}
+
+/// Partner indicators from the store, when there is one.
+fn load_partners(path: &Path, explicit: bool) -> anyhow::Result<PartnerIndex> {
+    if !path.exists() {
+        if explicit {
+            bail!("{}: no such partner indicator store", path.display());
+        }
+        return Ok(PartnerIndex::default());
+    }
+    let inds = dg_detect::sharing::read_store(path).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "using {} partner indicators from {}",
+        inds.len(),
+        path.display()
+    );
+    Ok(PartnerIndex::new(&sharing_key(), &inds))
 }
 
 async fn analyze_inputs(
@@ -57,6 +92,7 @@ async fn analyze_inputs(
     quarantine: &Path,
     cfg: &Config,
     out: &Path,
+    partners: &PartnerIndex,
 ) -> anyhow::Result<Analysis> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let diag = Arc::new(Diagnostics::new(quarantine));
@@ -64,7 +100,7 @@ async fn analyze_inputs(
     let tty = std::io::stderr().is_terminal();
     let mut progress = Some(ReadProgress::start(diag.clone(), engine.input_bytes()));
     let started = std::time::Instant::now();
-    let result = dg_detect::analyze(&engine, cfg, out, |stage| {
+    let result = dg_detect::analyze(&engine, cfg, out, partners, |stage| {
         if stage != Stage::Features {
             progress.take();
         }
@@ -81,6 +117,9 @@ async fn analyze_inputs(
     drop(progress);
     diag.flush()?;
     let analysis = result?;
+    let path = out.join("blocklist.csv");
+    dg_report::blocklist::write(&analysis, &path)
+        .with_context(|| format!("writing {}", path.display()))?;
     let report = diag.report();
     if report.bad_total() > 0 {
         let reasons = report
@@ -153,7 +192,7 @@ fn print_summary(a: &Analysis, out: &Path) {
         );
     }
     println!(
-        "\nresults in {}: accounts.csv, campaigns.json, lookalikes.json, summary.json, account_features.parquet, exchange_features/",
+        "\nresults in {}: accounts.csv, campaigns.json, blocklist.csv, lookalikes.json, summary.json, account_features.parquet, exchange_features/",
         out.display()
     );
 }
@@ -275,6 +314,7 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         &result.join("quarantine.jsonl"),
         &Config::default(),
         &result,
+        &PartnerIndex::default(),
     )
     .await?;
     print_summary(&analysis, &result);

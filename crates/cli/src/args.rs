@@ -47,6 +47,12 @@ pub enum Command {
     Eval(EvalArgs),
     /// Simulate the `small` scenario, analyze it, evaluate the result and print a summary.
     Demo(DemoArgs),
+    /// Export a result for partners: `export stix --result DIR --out bundle.json`.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Import partners' indicators: `import stix bundle.json` (used by the next `analyze`).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Simulate LLM API traffic with ground truth: benign customers (hard negatives
     /// included) and distillation campaigns, written in the data contract.
     ///
@@ -220,6 +226,12 @@ pub struct AnalyzeArgs {
     /// Print the default config (every weight and threshold, documented) and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Partner indicators imported with `distillguard import stix` [default:
+    /// partner-indicators.jsonl, when present]. Keyed fingerprints match only under the same
+    /// DISTILLGUARD_SHARING_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub partner_indicators: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -254,4 +266,43 @@ pub struct DemoArgs {
     /// Random seed (default: the scenario's own).
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// A STIX 2.1 bundle: identity, campaigns, indicators (addresses, prefixes, ASNs, JA4,
+    /// keyed payment/template/client fingerprints — never prompt text) and relationships.
+    /// Keyed fingerprints use DISTILLGUARD_SHARING_KEY (agree on it with your partners).
+    Stix(StixExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StixExportArgs {
+    /// The output directory of `distillguard analyze`.
+    #[arg(long, value_name = "DIR")]
+    pub result: PathBuf,
+    /// Where to write the bundle.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Your organisation's name, for the bundle's identity.
+    #[arg(long, default_value = "distillguard user")]
+    pub identity: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Add a partner's STIX 2.1 bundle to the partner indicator store.
+    Stix(StixImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StixImportArgs {
+    /// The bundle (JSON).
+    pub bundle: PathBuf,
+    /// The partner indicator store that `analyze` reads.
+    #[arg(long, value_name = "FILE", default_value = "partner-indicators.jsonl")]
+    pub store: PathBuf,
+    /// Partner name to use instead of the bundle's identity.
+    #[arg(long)]
+    pub partner: Option<String>,
 }

@@ -6,6 +6,7 @@ mod args;
 mod check;
 mod fmt;
 mod progress;
+mod share;
 mod simulate;
 mod sql;
 
@@ -36,6 +37,8 @@ fn main() -> ExitCode {
             Command::Analyze(a) => analyze::run(a).await,
             Command::Eval(a) => analyze::eval(a).await,
             Command::Demo(a) => analyze::demo(a).await,
+            Command::Export(args::ExportCommand::Stix(a)) => share::export_stix(a),
+            Command::Import(args::ImportCommand::Stix(a)) => share::import_stix(a),
         }
     });
     match result {

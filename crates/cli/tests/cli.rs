@@ -393,3 +393,105 @@ fn analyze_config_errors_are_clear() {
         "{err}"
     );
 }
+
+/// The Python interpreter with the `stix2` library, set by scripts/test.sh. Without it the
+/// client check is skipped with a note, unless DG_REQUIRE_CLIENTS=1 (as in CI), where it fails.
+fn client_python() -> Option<String> {
+    match std::env::var("DG_PYTHON") {
+        Ok(p) => Some(p),
+        Err(_) if std::env::var("DG_REQUIRE_CLIENTS").is_ok() => {
+            panic!("DG_REQUIRE_CLIENTS is set but DG_PYTHON is not")
+        }
+        Err(_) => {
+            eprintln!("note: DG_PYTHON not set; run scripts/test.sh to validate with stix2");
+            None
+        }
+    }
+}
+
+#[test]
+fn stix_bundle_validates_with_stix2_and_feeds_the_next_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, _, err) = run(bin()
+        .args([
+            "simulate",
+            "--scenario",
+            "small",
+            "--scale",
+            "0.4",
+            "--seed",
+            "77",
+            "--out",
+        ])
+        .arg(&data));
+    assert!(ok, "{err}");
+    let analyze = |out: &Path, store: Option<&Path>| {
+        let mut cmd = bin();
+        cmd.current_dir(dir.path())
+            .arg("analyze")
+            .arg("--exchanges")
+            .arg(data.join("exchanges"))
+            .arg("--accounts")
+            .arg(data.join("accounts.parquet"))
+            .arg("--releases")
+            .arg(data.join("model_releases.parquet"))
+            .arg("--out")
+            .arg(out);
+        if let Some(s) = store {
+            cmd.arg("--partner-indicators").arg(s);
+        }
+        let (ok, _, err) = run(&mut cmd);
+        assert!(ok, "{err}");
+    };
+    let first = dir.path().join("r1");
+    analyze(&first, None);
+    let blocklist = std::fs::read_to_string(first.join("blocklist.csv")).unwrap();
+    assert!(blocklist.starts_with("action,type,value,campaign_id,reason\n"));
+    assert!(blocklist.contains("block,account,") && blocklist.contains("block,api_key,"));
+    let bundle = dir.path().join("bundle.json");
+    let (ok, _, err) = run(bin()
+        .args(["export", "stix", "--identity", "Provider A", "--result"])
+        .arg(&first)
+        .arg("--out")
+        .arg(&bundle)
+        .env("DISTILLGUARD_SHARING_KEY", "k1"));
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    // No prompt text, no raw payment fingerprints.
+    assert!(!text.contains("pf-"), "raw payment fingerprint exported");
+    if let Some(py) = client_python() {
+        let out = Command::new(py)
+            .arg("-c")
+            .arg(
+                "import sys, stix2\n\
+                 b = stix2.parse(open(sys.argv[1]).read(), allow_custom=True)\n\
+                 kinds = {o.type for o in b.objects}\n\
+                 assert {'identity', 'campaign', 'indicator', 'relationship'} <= kinds, kinds\n\
+                 print(len(b.objects))",
+            )
+            .arg(&bundle)
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "stix2 rejected the bundle: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let store = dir.path().join("partners.jsonl");
+    let (ok, stdout, err) = run(bin()
+        .args(["import", "stix"])
+        .arg(&bundle)
+        .arg("--store")
+        .arg(&store));
+    assert!(ok, "{err}");
+    assert!(stdout.contains("imported"), "{stdout}");
+    let second = dir.path().join("r2");
+    analyze(&second, Some(&store));
+    let csv = std::fs::read_to_string(second.join("accounts.csv")).unwrap();
+    assert!(
+        csv.contains("indicator shared by partner Provider A"),
+        "partner evidence named in reasons"
+    );
+}

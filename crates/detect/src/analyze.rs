@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::features::{ExchangeFeaturesUdf, FIELDS, UDF_NAME};
 use crate::link::{Links, link};
 use crate::profile::{ARGS, AccountProfileUdaf, Profile, UDAF_NAME};
+use crate::sharing::PartnerIndex;
 use crate::traits::{AccountFacts, Release, Trait, Traits, Window, compute};
 use crate::verdict::{Outcome, Verdict, decide};
 
@@ -123,8 +124,8 @@ pub fn register_functions(engine: &Engine) {
 /// be merged by the optimiser into one UDF call per field.
 pub fn features_sql() -> String {
     format!(
-        "SELECT request_id, account_id, ts, model, client_ip, asn, country, conversation_id, \
-         input_tokens, output_tokens, reasoning_tokens, max_tokens, \
+        "SELECT request_id, account_id, api_key_id, ts, model, client_ip, asn, country, tls_ja4, \
+         conversation_id, input_tokens, output_tokens, reasoning_tokens, max_tokens, \
          {UDF_NAME}(system, messages, tools, user_agent, tls_ja4, max_tokens, input_tokens, \
          output_tokens, reasoning_tokens) AS features FROM exchanges"
     )
@@ -154,6 +155,7 @@ pub async fn analyze(
     engine: &Engine,
     cfg: &Config,
     out: &Path,
+    partners: &PartnerIndex,
     mut progress: impl FnMut(Stage),
 ) -> Result<Analysis, AnalyzeError> {
     let t0 = Instant::now();
@@ -226,7 +228,15 @@ pub async fn analyze(
     let traits: Vec<Traits> = profiles
         .iter()
         .zip(&facts)
-        .map(|(p, f)| compute(p, f, &releases, window, &cfg.traits))
+        .map(|(p, f)| {
+            let mut t = compute(p, f, &releases, window, &cfg.traits);
+            let (hits, specific) = partners.matches(p, f);
+            if specific {
+                t.partner = cfg.traits.partner_boost;
+            }
+            t.evidence.splice(0..0, hits);
+            t
+        })
         .collect();
     let suspicion: Vec<f64> = traits.iter().map(|t| t.suspicion(&cfg.traits)).collect();
     let links = link(&profiles, &facts, &suspicion, &cfg.link);

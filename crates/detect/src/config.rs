@@ -120,6 +120,9 @@ pub struct TraitConfig {
     pub pivot_min_share: f64,
     /// Exchanges below which rhythm and language are not judged.
     pub min_exchanges_for_rhythm: u64,
+    /// Added to an account's suspicion when a partner's shared indicator matches one of its
+    /// values (`distillguard import stix`).
+    pub partner_boost: f64,
 }
 
 impl Default for TraitConfig {
@@ -139,6 +142,7 @@ impl Default for TraitConfig {
             pivot_hours: 48.0,
             pivot_min_share: 0.2,
             min_exchanges_for_rhythm: 12,
+            partner_boost: 0.35,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod features;
 pub mod hash;
 pub mod link;
 pub mod profile;
+pub mod sharing;
 pub mod sketch;
 pub mod traits;
 pub mod verdict;

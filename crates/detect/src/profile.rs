@@ -87,6 +87,10 @@ pub struct Profile {
     pub conversations: BottomK<()>,
     /// A few request ids, chosen by hash (stable whatever the partitioning).
     pub examples: BottomK<String>,
+    /// API keys used.
+    pub api_keys: BottomK<String>,
+    /// JA4 TLS fingerprints seen.
+    pub ja4s: BottomK<String>,
 }
 
 const MAX_MODELS: usize = 64;
@@ -125,6 +129,8 @@ impl Default for Profile {
             templates: BottomK::new(32),
             conversations: BottomK::new(64),
             examples: BottomK::new(3),
+            api_keys: BottomK::new(32),
+            ja4s: BottomK::new(8),
         }
     }
 }
@@ -154,6 +160,8 @@ pub struct Row<'a> {
     pub template: u64,
     pub system: u64,
     pub client: u64,
+    pub api_key: Option<&'a str>,
+    pub ja4: Option<&'a str>,
 }
 
 /// The /24 or /48 network of an address (as text), or the address itself when unparsable.
@@ -243,6 +251,12 @@ impl Profile {
             self.conversations.add(hash_str(c), || ());
         }
         self.examples.add_str(r.request_id);
+        if let Some(k) = r.api_key {
+            self.api_keys.add_str(k);
+        }
+        if let Some(j) = r.ja4 {
+            self.ja4s.add_str(j);
+        }
     }
 
     pub fn merge(&mut self, o: &Profile) {
@@ -299,6 +313,8 @@ impl Profile {
         self.templates.merge(&o.templates);
         self.conversations.merge(&o.conversations);
         self.examples.merge(&o.examples);
+        self.api_keys.merge(&o.api_keys);
+        self.ja4s.merge(&o.ja4s);
     }
 
     /// Models in canonical order (by name).
@@ -355,6 +371,8 @@ impl Profile {
         self.templates.put(out);
         self.conversations.put(out);
         self.examples.put(out);
+        self.api_keys.put(out);
+        self.ja4s.put(out);
     }
 
     pub fn decode(mut input: &[u8]) -> Result<Profile, CodecError> {
@@ -423,6 +441,8 @@ impl Profile {
         p.templates = BottomK::get(r)?;
         p.conversations = BottomK::get(r)?;
         p.examples = BottomK::get(r)?;
+        p.api_keys = BottomK::get(r)?;
+        p.ja4s = BottomK::get(r)?;
         if !r.is_empty() {
             return Err(CodecError("trailing bytes"));
         }
@@ -431,7 +451,7 @@ impl Profile {
 }
 
 /// The aggregate's arguments, in order (columns of the exchange feature table).
-pub const ARGS: [&str; 22] = [
+pub const ARGS: [&str; 24] = [
     "ts",
     "request_id",
     "model",
@@ -454,6 +474,8 @@ pub const ARGS: [&str; 22] = [
     "system_fp",
     "client_fp",
     "script",
+    "api_key_id",
+    "tls_ja4",
 ];
 
 pub const UDAF_NAME: &str = "dg_account_profile";
@@ -546,6 +568,8 @@ impl Columns {
             DataType::UInt64,
             DataType::UInt64,
             DataType::UInt8,
+            DataType::Utf8,
+            DataType::Utf8,
         ];
         let mut arrays = Vec::with_capacity(types.len());
         for (i, (a, t)) in values.iter().zip(&types).enumerate() {
@@ -587,6 +611,8 @@ impl Columns {
         let q = |i: usize| self.arrays[i].as_primitive::<UInt64Type>();
         let (tmpl, sys, cli) = (q(18), q(19), q(20));
         let script = self.arrays[21].as_primitive::<UInt8Type>();
+        let api_key = self.s(22);
+        let ja4 = self.s(23);
         fn str_opt(a: &StringArray, i: usize) -> Option<&str> {
             (!a.is_null(i)).then(|| a.value(i))
         }
@@ -610,6 +636,8 @@ impl Columns {
                 tools_offered: toolo.value(i),
                 cjk: cjk.value(i),
                 script: script.value(i),
+                api_key: str_opt(api_key, i),
+                ja4: str_opt(ja4, i),
                 capability: cap.value(i),
                 flags: flags.value(i),
                 template: tmpl.value(i),

@@ -87,6 +87,8 @@ pub struct Traits {
     /// The time zone (UTC offset, hours) implied by the daily rhythm, when it is clear.
     pub implied_utc_offset: Option<i32>,
     pub claimed_country: Option<String>,
+    /// Added to the suspicion when partners reported one of the account's values.
+    pub partner: f64,
 }
 
 impl Traits {
@@ -101,7 +103,8 @@ impl Traits {
             num += t.weight(c) * self.get(t);
             den += t.weight(c);
         }
-        if den > 0.0 { num / den } else { 0.0 }
+        let base = if den > 0.0 { num / den } else { 0.0 };
+        (base + self.partner).min(1.0)
     }
 }
 

@@ -89,8 +89,13 @@ pub struct Campaign {
     /// Mean Jaccard of members' active 10-minute buckets (1 = perfect lockstep).
     pub lockstep: f64,
     pub shared_indicators: Vec<SharedIndicator>,
+    /// ASNs and JA4 fingerprints most used by its accounts: (value, accounts using it).
+    pub top_asns: Vec<(u32, usize)>,
+    pub top_ja4: Vec<(String, usize)>,
     pub example_request_ids: Vec<String>,
     pub account_ids: Vec<String>,
+    /// API keys its accounts used (for block lists).
+    pub api_keys: Vec<String>,
 }
 
 /// A benign cluster that looks like a campaign at first sight, and why it was cleared.
@@ -309,6 +314,23 @@ pub fn decide(
             .filter(|r| r.released_at > first && r.released_at < last)
             .map(|r| pivot(r, members, profiles))
             .collect();
+        let mut asn_use: std::collections::BTreeMap<u32, usize> = Default::default();
+        let mut ja4_use: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut api_keys: Vec<String> = Vec::new();
+        for &m in members {
+            let p = &profiles[m as usize];
+            for e in p.asns.entries() {
+                *asn_use.entry(e.value).or_default() += 1;
+            }
+            for e in p.ja4s.entries() {
+                *ja4_use.entry(e.value.clone()).or_default() += 1;
+            }
+            api_keys.extend(p.api_keys.entries().iter().map(|e| e.value.clone()));
+        }
+        api_keys.sort();
+        api_keys.dedup();
+        let top_asns = top_by_accounts(asn_use.into_iter().collect());
+        let top_ja4 = top_by_accounts(ja4_use.into_iter().collect());
         let mut account_ids: Vec<String> =
             members.iter().map(|&m| names[m as usize].clone()).collect();
         account_ids.sort();
@@ -329,6 +351,9 @@ pub fn decide(
             link_evidence,
             lockstep: (links.lockstep[s.cluster] * 1000.0).round() / 1000.0,
             shared_indicators: indicators,
+            top_asns,
+            top_ja4,
+            api_keys,
             example_request_ids: examples
                 .into_iter()
                 .take(v.example_requests)
@@ -402,6 +427,13 @@ pub fn decide(
         cleared_clusters: look.len(),
         cleared_accounts: look.iter().map(|s| links.clusters[s.cluster].len()).sum(),
     }
+}
+
+/// The ten values used by the most accounts, most first (ties in value order).
+fn top_by_accounts<T: Ord>(mut v: Vec<(T, usize)>) -> Vec<(T, usize)> {
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(10);
+    v
 }
 
 fn pivot(r: &Release, members: &[u32], profiles: &[Profile]) -> Pivot {

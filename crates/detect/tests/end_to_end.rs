@@ -37,9 +37,15 @@ fn run(inputs: &Inputs, out: &Path) {
     rt.block_on(async {
         let diag = Arc::new(Diagnostics::new(out.join("quarantine.jsonl")));
         let engine = Engine::open(inputs, Default::default(), diag.clone()).unwrap();
-        analyze(&engine, &Config::default(), out, |_| {})
-            .await
-            .unwrap();
+        analyze(
+            &engine,
+            &Config::default(),
+            out,
+            &Default::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
         diag.flush().unwrap();
         assert_eq!(diag.report().bad_total(), 0);
     });
