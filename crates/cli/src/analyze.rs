@@ -56,6 +56,7 @@ pub async fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         &cfg,
         &out,
         &partners,
+        a.include_text,
     )
     .await?;
     print_summary(&analysis, &out);
@@ -93,6 +94,7 @@ async fn analyze_inputs(
     cfg: &Config,
     out: &Path,
     partners: &PartnerIndex,
+    include_text: bool,
 ) -> anyhow::Result<Analysis> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let diag = Arc::new(Diagnostics::new(quarantine));
@@ -120,6 +122,17 @@ async fn analyze_inputs(
     let path = out.join("blocklist.csv");
     dg_report::blocklist::write(&analysis, &path)
         .with_context(|| format!("writing {}", path.display()))?;
+    if tty {
+        eprintln!("[{:>6.1} s] report", started.elapsed().as_secs_f64());
+    }
+    let timeline = dg_detect::analyze::timeline(&engine, &analysis).await?;
+    let examples = dg_detect::analyze::example_texts(&engine, &analysis, include_text).await?;
+    let path = out.join("report.html");
+    std::fs::write(
+        &path,
+        dg_report::html::render(&analysis, &timeline, &examples, include_text),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
     let report = diag.report();
     if report.bad_total() > 0 {
         let reasons = report
@@ -139,7 +152,7 @@ async fn analyze_inputs(
 
 fn print_summary(a: &Analysis, out: &Path) {
     let s = &a.stats;
-    println!(
+    crate::say!(
         "analyzed {} exchanges of {} accounts in {:.1} s ({:.0} exchanges/s): features {:.1} s, profiles {:.1} s, linking {:.1} s",
         count(s.exchanges),
         count(s.accounts as u64),
@@ -149,7 +162,7 @@ fn print_summary(a: &Analysis, out: &Path) {
         s.seconds_profiles,
         s.seconds_linking
     );
-    println!(
+    crate::say!(
         "{} campaigns, {} accounts attack, {} suspicious; {} clusters from {} candidate pairs ({} edges)",
         s.campaigns,
         count(s.attack_accounts as u64),
@@ -159,9 +172,13 @@ fn print_summary(a: &Analysis, out: &Path) {
         count(s.edges as u64)
     );
     if !a.outcome.campaigns.is_empty() {
-        println!(
+        crate::say!(
             "\n{:<12} {:>8} {:>11} {:>6} {:<22} top shared indicator",
-            "campaign", "accounts", "exchanges", "conf", "focus"
+            "campaign",
+            "accounts",
+            "exchanges",
+            "conf",
+            "focus"
         );
         for c in &a.outcome.campaigns {
             let focus = c
@@ -174,7 +191,7 @@ fn print_summary(a: &Analysis, out: &Path) {
                 .first()
                 .map(|i| format!("{} ({} accounts)", i.kind, i.accounts))
                 .unwrap_or_default();
-            println!(
+            crate::say!(
                 "{:<12} {:>8} {:>11} {:>6.2} {:<22} {top}",
                 c.id,
                 count(c.accounts as u64),
@@ -185,14 +202,14 @@ fn print_summary(a: &Analysis, out: &Path) {
         }
     }
     if a.outcome.cleared_clusters > 0 {
-        println!(
+        crate::say!(
             "\n{} benign look-alike clusters ({} accounts) were linked but cleared; the largest are in lookalikes.json",
             count(a.outcome.cleared_clusters as u64),
             count(a.outcome.cleared_accounts as u64)
         );
     }
-    println!(
-        "\nresults in {}: accounts.csv, campaigns.json, blocklist.csv, lookalikes.json, summary.json, account_features.parquet, exchange_features/",
+    crate::say!(
+        "\nresults in {}: report.html, accounts.csv, campaigns.json, blocklist.csv, lookalikes.json, summary.json, account_features.parquet, exchange_features/",
         out.display()
     );
 }
@@ -242,37 +259,47 @@ async fn eval_report(
 }
 
 fn print_eval(r: &EvalReport) {
-    println!(
+    crate::say!(
         "account recall          {:>8.4}  ({} attack accounts)",
         r.account_recall,
         count(r.attack_accounts as u64)
     );
-    println!("exchange-weighted recall {:>7.4}", r.exchange_recall);
-    println!(
+    crate::say!("exchange-weighted recall {:>7.4}", r.exchange_recall);
+    crate::say!(
         "benign false positives  {:>8.4}% ({} of {} benign accounts flagged attack)",
         r.benign_fpr * 100.0,
         r.benign_flagged,
         count(r.benign_accounts as u64)
     );
-    println!(
+    crate::say!(
         "campaign purity         {:>8.4}  ({} predicted, {} true campaigns)",
-        r.campaign_purity, r.predicted_campaigns, r.true_campaigns
+        r.campaign_purity,
+        r.predicted_campaigns,
+        r.true_campaigns
     );
-    println!("adjusted Rand index     {:>8.4}", r.adjusted_rand_index);
+    crate::say!("adjusted Rand index     {:>8.4}", r.adjusted_rand_index);
     if r.missing_from_result > 0 {
-        println!(
+        crate::say!(
             "note: {} labelled accounts have no row in the result (no exchanges?)",
             r.missing_from_result
         );
     }
-    println!(
+    crate::say!(
         "\n{:<24} {:>8} {:>8} {:>10} {:>8}",
-        "class", "accounts", "attack", "suspicious", "rate"
+        "class",
+        "accounts",
+        "attack",
+        "suspicious",
+        "rate"
     );
     for c in &r.per_class {
-        println!(
+        crate::say!(
             "{:<24} {:>8} {:>8} {:>10} {:>8.4}",
-            c.class, c.accounts, c.flagged, c.suspicious, c.rate
+            c.class,
+            c.accounts,
+            c.flagged,
+            c.suspicious,
+            c.rate
         );
     }
 }
@@ -281,7 +308,7 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let r = eval_report(&a.labels, a.truth.as_deref(), &a.result).await?;
     match a.format {
         CheckFormat::Text => print_eval(&r),
-        CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        CheckFormat::Json => crate::say!("{}", serde_json::to_string_pretty(&r)?),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -290,7 +317,7 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let data = a.out.join("data");
     let result = a.out.join("result");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    println!("== 1/3 simulate ({}) ==", a.scenario);
+    crate::say!("== 1/3 simulate ({}) ==", a.scenario);
     crate::simulate::run(SimulateArgs {
         scenario: a.scenario.clone(),
         scale: 1.0,
@@ -301,7 +328,7 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         threads: None,
     })
     .await?;
-    println!("\n== 2/3 analyze ==");
+    crate::say!("\n== 2/3 analyze ==");
     let inputs = Inputs {
         exchanges: vec![data.join("exchanges")],
         accounts: vec![data.join("accounts.parquet")],
@@ -315,10 +342,11 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         &Config::default(),
         &result,
         &PartnerIndex::default(),
+        false,
     )
     .await?;
     print_summary(&analysis, &result);
-    println!("\n== 3/3 evaluate against the simulator's ground truth ==");
+    crate::say!("\n== 3/3 evaluate against the simulator's ground truth ==");
     let r = eval_report(
         &[data.join("labels.parquet")],
         Some(&data.join("truth.csv")),
@@ -326,7 +354,7 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     print_eval(&r);
-    println!(
+    crate::say!(
         "\nnext: distillguard sql --result {} \"SELECT verdict, count(*) FROM account_features GROUP BY 1\"",
         result.display()
     );

@@ -232,6 +232,10 @@ pub struct AnalyzeArgs {
     /// DISTILLGUARD_SHARING_KEY.
     #[arg(long, value_name = "FILE")]
     pub partner_indicators: Option<PathBuf>,
+
+    /// Show the example requests' prompt text in report.html (default: redacted snippets).
+    #[arg(long)]
+    pub include_text: bool,
 }
 
 #[derive(Args, Debug)]

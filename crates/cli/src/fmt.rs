@@ -1,5 +1,20 @@
 //! Small formatting helpers for terminal output.
 
+/// `println!` that ends the process quietly when the reader has gone away (`| head`),
+/// instead of panicking on the broken pipe.
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to stdout: {e}");
+        }
+    }};
+}
+
 use chrono::{DateTime, Utc};
 
 /// `1234567` as `1,234,567`.

@@ -18,7 +18,7 @@ pub fn export_stix(a: StixExportArgs) -> anyhow::Result<ExitCode> {
     let n = bundle["objects"].as_array().map_or(0, |o| o.len());
     std::fs::write(&a.out, serde_json::to_string_pretty(&bundle)? + "\n")
         .with_context(|| format!("writing {}", a.out.display()))?;
-    println!("wrote {} STIX objects to {}", n, a.out.display());
+    crate::say!("wrote {} STIX objects to {}", n, a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -30,7 +30,7 @@ pub fn import_stix(a: StixImportArgs) -> anyhow::Result<ExitCode> {
     let (inds, skipped) = dg_report::stix::import(&bundle, a.partner.as_deref())
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.bundle.display()))?;
     let added = dg_detect::sharing::append_store(&a.store, &inds).map_err(anyhow::Error::msg)?;
-    println!(
+    crate::say!(
         "imported {} indicators ({} new) into {}{}",
         inds.len(),
         added,

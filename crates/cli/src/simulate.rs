@@ -95,7 +95,7 @@ pub async fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         b.finish_and_clear();
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    crate::say!(
         "simulated {} (seed {seed}, scale {}) into {} in {secs:.1} s: {} accounts, {} exchanges in {} parts ({:.0} exchanges/s)",
         report.scenario,
         report.scale,
@@ -105,12 +105,12 @@ pub async fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         report.parts,
         report.exchanges as f64 / secs.max(1e-9)
     );
-    println!("{:<16} {:>10} {:>12}", "class", "accounts", "exchanges");
+    crate::say!("{:<16} {:>10} {:>12}", "class", "accounts", "exchanges");
     for (class, (accts, ex)) in &report.classes {
-        println!("{class:<16} {:>10} {:>12}", count(*accts), count(*ex));
+        crate::say!("{class:<16} {:>10} {:>12}", count(*accts), count(*ex));
     }
     for (id, (accts, ex)) in &report.campaigns {
-        println!(
+        crate::say!(
             "campaign {id:<24} {:>8} accounts {:>12} exchanges",
             count(*accts),
             count(*ex)

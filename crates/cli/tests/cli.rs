@@ -409,10 +409,9 @@ fn client_python() -> Option<String> {
     }
 }
 
-#[test]
-fn stix_bundle_validates_with_stix2_and_feeds_the_next_analysis() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// `small` at 0.4 scale with `seed`, simulated into `dir/data`.
+fn simulate_small(dir: &Path, seed: u64) -> PathBuf {
+    let data = dir.join("data");
     let (ok, _, err) = run(bin()
         .args([
             "simulate",
@@ -421,23 +420,36 @@ fn stix_bundle_validates_with_stix2_and_feeds_the_next_analysis() {
             "--scale",
             "0.4",
             "--seed",
-            "77",
-            "--out",
         ])
+        .arg(seed.to_string())
+        .arg("--out")
         .arg(&data));
     assert!(ok, "{err}");
+    data
+}
+
+/// `distillguard analyze` over a simulated data set, run from `cwd`.
+fn analyze_cmd(cwd: &Path, data: &Path, out: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.current_dir(cwd)
+        .arg("analyze")
+        .arg("--exchanges")
+        .arg(data.join("exchanges"))
+        .arg("--accounts")
+        .arg(data.join("accounts.parquet"))
+        .arg("--releases")
+        .arg(data.join("model_releases.parquet"))
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
+#[test]
+fn stix_bundle_validates_with_stix2_and_feeds_the_next_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulate_small(dir.path(), 77);
     let analyze = |out: &Path, store: Option<&Path>| {
-        let mut cmd = bin();
-        cmd.current_dir(dir.path())
-            .arg("analyze")
-            .arg("--exchanges")
-            .arg(data.join("exchanges"))
-            .arg("--accounts")
-            .arg(data.join("accounts.parquet"))
-            .arg("--releases")
-            .arg(data.join("model_releases.parquet"))
-            .arg("--out")
-            .arg(out);
+        let mut cmd = analyze_cmd(dir.path(), &data, out);
         if let Some(s) = store {
             cmd.arg("--partner-indicators").arg(s);
         }
@@ -493,5 +505,97 @@ fn stix_bundle_validates_with_stix2_and_feeds_the_next_analysis() {
     assert!(
         csv.contains("indicator shared by partner Provider A"),
         "partner evidence named in reasons"
+    );
+}
+
+/// Headless Chromium, set by scripts/test.sh (same rules as [`client_python`]).
+fn client_chromium() -> Option<String> {
+    match std::env::var("DG_CHROMIUM") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var("DG_REQUIRE_CLIENTS").is_ok() => {
+            panic!("DG_REQUIRE_CLIENTS is set but DG_CHROMIUM is not")
+        }
+        _ => {
+            eprintln!("note: DG_CHROMIUM not set; run scripts/test.sh to render the report");
+            None
+        }
+    }
+}
+
+/// Renders a page headless and returns the screenshot's size and Chromium's log.
+fn screenshot(chromium: &str, page: &Path, png: &Path, profile: &Path) -> (u64, String) {
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,2600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "chromium failed: {log}");
+    (
+        std::fs::metadata(png).expect("screenshot written").len(),
+        log,
+    )
+}
+
+#[test]
+fn report_is_self_contained_and_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulate_small(dir.path(), 78);
+    let out = dir.path().join("r");
+    let (ok, _, err) = run(&mut analyze_cmd(dir.path(), &data, &out));
+    assert!(ok, "{err}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    // Self-contained: no scripts, no external resources.
+    for bad in ["<script", "src=\"http", "href=\"http", "@import", "url("] {
+        assert!(!html.contains(bad), "report references {bad}");
+    }
+    // Every campaign has its timeline, bars, graph and indicator table.
+    let campaigns: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("campaigns.json")).unwrap())
+            .unwrap();
+    let n = campaigns.as_array().unwrap().len();
+    assert!(n >= 1);
+    assert_eq!(html.matches("aria-label=\"timeline\"").count(), n);
+    assert_eq!(html.matches("aria-label=\"account graph\"").count(), n);
+    assert!(html.contains("Benign look-alikes") && html.contains("(redacted)"));
+    let Some(chromium) = client_chromium() else {
+        return;
+    };
+    let blank = dir.path().join("blank.html");
+    std::fs::write(&blank, "<!DOCTYPE html><html><body></body></html>").unwrap();
+    let (blank_size, _) = screenshot(
+        &chromium,
+        &blank,
+        &dir.path().join("blank.png"),
+        &dir.path().join("p1"),
+    );
+    let (size, log) = screenshot(
+        &chromium,
+        &out.join("report.html"),
+        &dir.path().join("report.png"),
+        &dir.path().join("p2"),
+    );
+    assert!(
+        !log.contains("Uncaught") && !log.contains(":ERROR:CONSOLE"),
+        "console errors: {log}"
+    );
+    assert!(
+        size > 4 * blank_size.max(1),
+        "screenshot looks blank: {size} bytes against {blank_size} for an empty page"
     );
 }

@@ -108,6 +108,7 @@ pub struct Analysis {
     pub outcome: Outcome,
     pub stats: RunStats,
     pub window: Window,
+    pub releases: Vec<Release>,
 }
 
 /// Registers the UDF and UDAF on the engine's session.
@@ -115,6 +116,9 @@ pub fn register_functions(engine: &Engine) {
     engine
         .ctx
         .register_udf(ScalarUDF::from(ExchangeFeaturesUdf::default()));
+    engine
+        .ctx
+        .register_udf(ScalarUDF::from(crate::features::PromptSnippetUdf::default()));
     engine
         .ctx
         .register_udaf(AggregateUDF::from(AccountProfileUdaf::default()));
@@ -127,7 +131,8 @@ pub fn features_sql() -> String {
         "SELECT request_id, account_id, api_key_id, ts, model, client_ip, asn, country, tls_ja4, \
          conversation_id, input_tokens, output_tokens, reasoning_tokens, max_tokens, \
          {UDF_NAME}(system, messages, tools, user_agent, tls_ja4, max_tokens, input_tokens, \
-         output_tokens, reasoning_tokens) AS features FROM exchanges"
+         output_tokens, reasoning_tokens) AS features, dg_prompt_snippet(messages) AS snippet \
+         FROM exchanges"
     )
 }
 
@@ -276,6 +281,7 @@ pub async fn analyze(
         outcome,
         stats,
         window,
+        releases,
     };
     write_outputs(&analysis, out)?;
     analysis.stats.seconds_total = t0.elapsed().as_secs_f64();
@@ -547,4 +553,155 @@ pub async fn register_result(engine: &Engine, dir: &Path) -> Result<(), AnalyzeE
         )));
     }
     Ok(())
+}
+
+/// Exchanges per hour, for the report's timelines.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    /// First hour (UTC microseconds) and number of hours.
+    pub start: i64,
+    pub hours: usize,
+    /// Per campaign id: exchanges per hour, and those on a model released during the window.
+    pub campaigns: Vec<(String, Vec<u64>, Vec<u64>)>,
+    /// Every exchange outside campaigns, per hour.
+    pub others: Vec<u64>,
+}
+
+const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// Hourly exchange counts per campaign and for everything else, from `exchange_features`
+/// (one scan of the narrow table).
+pub async fn timeline(engine: &Engine, a: &Analysis) -> Result<Timeline, AnalyzeError> {
+    use arrow::array::StringArray;
+    let ids = StringArray::from(a.names.clone());
+    let camps: StringArray = a
+        .outcome
+        .accounts
+        .iter()
+        .map(|v| v.campaign.map(|c| a.outcome.campaigns[c].id.clone()))
+        .collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("account_id", Arc::new(ids) as ArrayRef),
+        ("campaign_id", Arc::new(camps) as ArrayRef),
+    ])
+    .map_err(|e| AnalyzeError::Other(e.to_string()))?;
+    let _ = engine.ctx.deregister_table("verdict_map");
+    engine.ctx.register_batch("verdict_map", batch)?;
+    let new_models: Vec<String> = a
+        .releases
+        .iter()
+        .filter(|r| r.released_at > a.window.start && r.released_at <= a.window.end)
+        .map(|r| format!("'{}'", r.model.replace('\'', "''")))
+        .collect();
+    let is_new = if new_models.is_empty() {
+        "0".to_string()
+    } else {
+        format!(
+            "CASE WHEN e.model IN ({}) THEN 1 ELSE 0 END",
+            new_models.join(", ")
+        )
+    };
+    let sql = format!(
+        "SELECT m.campaign_id, CAST(e.ts AS BIGINT) / {HOUR_MICROS} AS h, count(*) AS n, \
+         sum({is_new}) AS new FROM exchange_features e JOIN verdict_map m \
+         ON e.account_id = m.account_id GROUP BY 1, 2"
+    );
+    let batches = engine.query(&sql).await?;
+    let start_h = a.window.start.div_euclid(HOUR_MICROS);
+    let hours = ((a.window.end.div_euclid(HOUR_MICROS) - start_h) + 1).clamp(1, 24 * 400) as usize;
+    let mut t = Timeline {
+        start: start_h * HOUR_MICROS,
+        hours,
+        campaigns: a
+            .outcome
+            .campaigns
+            .iter()
+            .map(|c| (c.id.clone(), vec![0; hours], vec![0; hours]))
+            .collect(),
+        others: vec![0; hours],
+    };
+    for b in &batches {
+        let camp = strings(b.column(0))?;
+        let h = arrow::compute::cast(b.column(1), &DataType::Int64)
+            .map_err(|e| AnalyzeError::Other(e.to_string()))?;
+        let h = h.as_primitive::<Int64Type>();
+        let n = arrow::compute::cast(b.column(2), &DataType::Int64)
+            .map_err(|e| AnalyzeError::Other(e.to_string()))?;
+        let n = n.as_primitive::<Int64Type>();
+        let new = arrow::compute::cast(b.column(3), &DataType::Int64)
+            .map_err(|e| AnalyzeError::Other(e.to_string()))?;
+        let new = new.as_primitive::<Int64Type>();
+        for (i, camp) in camp.iter().enumerate() {
+            let idx = h.value(i) - start_h;
+            if idx < 0 || idx as usize >= hours {
+                continue;
+            }
+            let idx = idx as usize;
+            match camp {
+                Some(c) => {
+                    if let Some(e) = t.campaigns.iter_mut().find(|x| &x.0 == c) {
+                        e.1[idx] += n.value(i) as u64;
+                        e.2[idx] += new.value(i).max(0) as u64;
+                    }
+                }
+                None => t.others[idx] += n.value(i) as u64,
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// The example requests of each campaign: redacted snippets from `exchange_features`, or,
+/// with `include_text`, the start of the prompt itself from `exchanges` (a scan of the logs).
+pub async fn example_texts(
+    engine: &Engine,
+    a: &Analysis,
+    include_text: bool,
+) -> Result<HashMap<String, String>, AnalyzeError> {
+    let ids: Vec<String> = a
+        .outcome
+        .campaigns
+        .iter()
+        .flat_map(|c| c.example_request_ids.iter().cloned())
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list = ids
+        .iter()
+        .map(|i| format!("'{}'", i.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = HashMap::new();
+    if include_text {
+        let batches = engine
+            .query(&format!(
+                "SELECT request_id, messages FROM exchanges WHERE request_id IN ({list})"
+            ))
+            .await?;
+        for b in &batches {
+            let rid = strings(b.column(0))?;
+            for (i, id) in rid.into_iter().enumerate() {
+                if let (Some(id), Some(text)) = (id, crate::features::last_user(b.column(1), i)?) {
+                    out.insert(id, text.chars().take(600).collect());
+                }
+            }
+        }
+    } else {
+        let batches = engine
+            .query(&format!(
+                "SELECT request_id, snippet FROM exchange_features WHERE request_id IN ({list})"
+            ))
+            .await?;
+        for b in &batches {
+            let rid = strings(b.column(0))?;
+            let snip = strings(b.column(1))?;
+            for (id, s) in rid.into_iter().zip(snip) {
+                if let (Some(id), Some(s)) = (id, s) {
+                    out.insert(id, s);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -809,3 +809,114 @@ mod tests {
         );
     }
 }
+
+/// A redacted view of the start of a prompt for reports: the first `max` characters with
+/// every word cut to its first letter followed by dots, every digit turned into `0`, and CJK
+/// characters shown as `□`, so structure (lines, punctuation, lists) stays visible and
+/// content does not.
+pub fn redact(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(max * 2);
+    let mut in_word = false;
+    for c in text.chars().take(max) {
+        if c.is_ascii_digit() {
+            out.push('0');
+            in_word = false;
+        } else if c.is_alphabetic() {
+            let cp = c as u32;
+            if (0x2E80..=0x9FFF).contains(&cp) || (0xAC00..=0xD7AF).contains(&cp) {
+                out.push('□');
+                in_word = false;
+            } else if in_word {
+                if !out.ends_with('·') {
+                    out.push('·');
+                }
+            } else {
+                out.push(c);
+                in_word = true;
+            }
+        } else {
+            out.push(c);
+            in_word = false;
+        }
+    }
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// `dg_prompt_snippet(messages)` → the redacted start of the last user message.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PromptSnippetUdf {
+    signature: Signature,
+}
+
+impl Default for PromptSnippetUdf {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+/// Characters of the prompt kept (redacted) in `exchange_features.snippet`.
+pub const SNIPPET_CHARS: usize = 160;
+
+impl ScalarUDFImpl for PromptSnippetUdf {
+    fn name(&self) -> &str {
+        "dg_prompt_snippet"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut b =
+            arrow::array::StringBuilder::with_capacity(args.number_rows, args.number_rows * 64);
+        for i in 0..args.number_rows {
+            match last_user(&arrays[0], i)? {
+                Some(p) => b.append_value(redact(&p, SNIPPET_CHARS)),
+                None => b.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}
+
+/// The last `user` message of row `i` of a messages column.
+pub fn last_user(messages: &ArrayRef, i: usize) -> Result<Option<String>> {
+    let Some(list) = messages.as_list_opt::<i32>() else {
+        return exec_err!("messages must be list<struct<role, content>>");
+    };
+    if list.is_null(i) {
+        return Ok(None);
+    }
+    let row = list.value(i);
+    let Some(s) = row.as_struct_opt() else {
+        return exec_err!("messages must be list<struct<role, content>>");
+    };
+    let roles = utf8(s.column_by_name("role").unwrap_or(s.column(0)), "role")?;
+    let contents = utf8(
+        s.column_by_name("content").unwrap_or(s.column(1)),
+        "content",
+    )?;
+    Ok((0..s.len())
+        .rev()
+        .find(|&j| !roles.is_null(j) && roles.value(j) == "user")
+        .map(|j| contents.value(j).to_string()))
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn redaction_keeps_shape_not_content() {
+        assert_eq!(redact("Rate answer 42 (1-10):", 100), "R· a· 00 (0-00):");
+        assert_eq!(redact("请评分", 100), "□□□");
+        assert_eq!(redact("abc def", 3), "a·…");
+    }
+}

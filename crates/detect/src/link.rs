@@ -101,6 +101,9 @@ pub struct Links {
     pub edge_groups: Vec<[u64; 5]>,
     /// Mean lockstep (Jaccard of active buckets) over the accepted edges of each cluster.
     pub lockstep: Vec<f64>,
+    /// Up to [`MAX_EDGE_SAMPLE`] accepted edges per cluster: (account, account, strongest
+    /// evidence group), for drawing.
+    pub edge_sample: Vec<Vec<(u32, u32, u8)>>,
     pub candidate_pairs: usize,
     pub edges: usize,
 }
@@ -384,6 +387,7 @@ pub fn link(
         cluster_of[a as usize] = Some(cl);
     }
     let mut edge_groups = vec![[0u64; 5]; clusters.len()];
+    let mut edge_sample: Vec<Vec<(u32, u32, u8)>> = vec![Vec::new(); clusters.len()];
     let mut lock_sum = vec![(0.0f64, 0u64); clusters.len()];
     for (a, b, w) in &accepted {
         let cl = cluster_of[*a as usize].expect("edge endpoints are clustered") as usize;
@@ -392,7 +396,10 @@ pub fn link(
                 edge_groups[cl][g] += 1;
             }
         }
-        let _ = b;
+        if edge_sample[cl].len() < MAX_EDGE_SAMPLE {
+            let strongest = (0..5).max_by(|&x, &y| w[x].total_cmp(&w[y])).unwrap_or(0);
+            edge_sample[cl].push((*a, *b, strongest as u8));
+        }
     }
     // Cluster synchrony: mean Jaccard of active buckets over a sample of member pairs.
     for (cl, members) in clusters.iter().enumerate() {
@@ -418,10 +425,14 @@ pub fn link(
         clusters,
         edge_groups,
         lockstep,
+        edge_sample,
         candidate_pairs,
         edges,
     }
 }
+
+/// Edges kept per cluster for the report's graph.
+pub const MAX_EDGE_SAMPLE: usize = 600;
 
 /// Lockstep bucket width in minutes (for messages).
 pub const BUCKET_MINUTES: i64 = BUCKET_MICROS / 60_000_000;

@@ -5,4 +5,5 @@
 //! asks for text explicitly (`--include-text`).
 
 pub mod blocklist;
+pub mod html;
 pub mod stix;
