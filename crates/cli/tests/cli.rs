@@ -572,6 +572,7 @@ fn report_is_self_contained_and_renders_in_chromium() {
     assert!(n >= 1);
     assert_eq!(html.matches("aria-label=\"timeline\"").count(), n);
     assert_eq!(html.matches("aria-label=\"account graph\"").count(), n);
+    assert_eq!(html.matches("aria-label=\"cluster graph\"").count(), 1);
     assert!(html.contains("Benign look-alikes") && html.contains("(redacted)"));
     let Some(chromium) = client_chromium() else {
         return;

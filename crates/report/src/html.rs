@@ -196,6 +196,97 @@ fn graph_svg(a: &Analysis, cluster: usize) -> String {
     s
 }
 
+/// Node colours of the overview graph's clusters: campaigns first, then look-alikes.
+const CLUSTER_COLOURS: [&str; 8] = [
+    "#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#17becf", "#1f77b4",
+];
+
+/// All campaigns and the largest cleared clusters side by side: each cluster a ring of sampled
+/// accounts in its own colour, links coloured by evidence group.
+fn overview_graph_svg(a: &Analysis) -> String {
+    let mut picked: Vec<(String, usize, bool)> = Vec::new();
+    for (ci, c) in a.outcome.campaigns.iter().enumerate() {
+        if let Some(cl) = a
+            .outcome
+            .accounts
+            .iter()
+            .position(|v| v.campaign == Some(ci))
+            .and_then(|m| a.links.cluster_of[m])
+        {
+            picked.push((c.id.clone(), cl as usize, true));
+        }
+    }
+    let mut cleared: Vec<usize> = (0..a.links.clusters.len())
+        .filter(|cl| !picked.iter().any(|p| p.1 == *cl))
+        .collect();
+    cleared.sort_by_key(|&cl| std::cmp::Reverse(a.links.clusters[cl].len()));
+    for cl in cleared
+        .into_iter()
+        .take(8usize.saturating_sub(picked.len()).max(3))
+    {
+        picked.push((
+            format!("cleared ({} accounts)", a.links.clusters[cl].len()),
+            cl,
+            false,
+        ));
+    }
+    if picked.is_empty() {
+        return "<p>No linked accounts.</p>".into();
+    }
+    let cols = 4usize;
+    let rows = picked.len().div_ceil(cols);
+    let (cw, ch) = (230.0, 230.0);
+    let (w, h) = (cw * cols as f64, ch * rows as f64 + 20.0);
+    let mut s = format!(
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="cluster graph">"#
+    );
+    for (k, (label, cl, is_campaign)) in picked.iter().enumerate() {
+        let (cx, cy) = (
+            (k % cols) as f64 * cw + cw / 2.0,
+            (k / cols) as f64 * ch + ch / 2.0 - 5.0,
+        );
+        let colour = CLUSTER_COLOURS[k % CLUSTER_COLOURS.len()];
+        let colour = if *is_campaign { colour } else { "#9e9e9e" };
+        let members: Vec<u32> = a.links.clusters[*cl].iter().copied().take(40).collect();
+        let pos: HashMap<u32, (f64, f64)> = members
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| {
+                let t = i as f64 / members.len() as f64 * std::f64::consts::TAU;
+                (m, (cx + 80.0 * t.cos(), cy + 80.0 * t.sin()))
+            })
+            .collect();
+        for &(x, y, g) in &a.links.edge_sample[*cl] {
+            if let (Some(p), Some(q)) = (pos.get(&x), pos.get(&y)) {
+                let _ = write!(
+                    s,
+                    r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-opacity="0.6"/>"#,
+                    p.0,
+                    p.1,
+                    q.0,
+                    q.1,
+                    GROUP_COLOURS[g as usize % 5]
+                );
+            }
+        }
+        for p in pos.values() {
+            let _ = write!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{colour}"/>"#,
+                p.0, p.1
+            );
+        }
+        let _ = write!(
+            s,
+            r##"<text x="{cx:.1}" y="{:.1}" font-size="12" text-anchor="middle" fill="#222">{}</text>"##,
+            cy + 102.0,
+            esc(label)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
 fn campaign_section(
     a: &Analysis,
     c: &Campaign,
@@ -353,6 +444,15 @@ pub fn render(
     if a.outcome.campaigns.is_empty() {
         s.push_str("<p>No campaign found.</p>");
     }
+    s.push_str("<h2>Account-link graph</h2><p>Campaigns (coloured) and the largest cleared clusters (grey); up to 40 accounts each. Link colours: ");
+    let legend: Vec<String> = GROUPS
+        .iter()
+        .zip(GROUP_COLOURS)
+        .map(|(g, c)| format!("<span style=\"color:{c}\">■ {g}</span>"))
+        .collect();
+    s.push_str(&legend.join(" "));
+    s.push_str("</p>");
+    s.push_str(&overview_graph_svg(a));
     for c in &a.outcome.campaigns {
         s.push_str(&campaign_section(a, c, t, examples, include_text));
     }
