@@ -1,7 +1,6 @@
 //! `distillguard analyze`, `eval` and `demo`.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use dg_engine::{Engine, Inputs};
 
 use crate::args::{AnalyzeArgs, CheckFormat, DemoArgs, EvalArgs, SimFormat, SimulateArgs};
 use crate::fmt::count;
-use crate::progress::ReadProgress;
+use crate::progress::{ReadProgress, StageProgress};
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
@@ -99,20 +98,13 @@ async fn analyze_inputs(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let diag = Arc::new(Diagnostics::new(quarantine));
     let engine = Engine::open(inputs, opts, diag.clone())?;
-    let tty = std::io::stderr().is_terminal();
     let mut progress = Some(ReadProgress::start(diag.clone(), engine.input_bytes()));
-    let started = std::time::Instant::now();
+    let mut stages = StageProgress::new();
     let result = dg_detect::analyze(&engine, cfg, out, partners, |stage| {
         if stage != Stage::Features {
             progress.take();
         }
-        if tty {
-            eprintln!(
-                "[{:>6.1} s] {}",
-                started.elapsed().as_secs_f64(),
-                stage.name()
-            );
-        }
+        stages.stage(stage.name(), stage != Stage::Features);
         tracing::info!(stage = stage.name(), "analyze");
     })
     .await;
@@ -122,9 +114,7 @@ async fn analyze_inputs(
     let path = out.join("blocklist.csv");
     dg_report::blocklist::write(&analysis, &path)
         .with_context(|| format!("writing {}", path.display()))?;
-    if tty {
-        eprintln!("[{:>6.1} s] report", started.elapsed().as_secs_f64());
-    }
+    stages.stage("report (timelines, examples)", true);
     let timeline = dg_detect::analyze::timeline(&engine, &analysis).await?;
     let examples = dg_detect::analyze::example_texts(&engine, &analysis, include_text).await?;
     let path = out.join("report.html");
@@ -133,6 +123,7 @@ async fn analyze_inputs(
         dg_report::html::render(&analysis, &timeline, &examples, include_text),
     )
     .with_context(|| format!("writing {}", path.display()))?;
+    stages.finish();
     let report = diag.report();
     if report.bad_total() > 0 {
         let reasons = report
