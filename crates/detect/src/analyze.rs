@@ -131,7 +131,7 @@ pub fn features_sql() -> String {
         "SELECT request_id, account_id, api_key_id, ts, model, client_ip, asn, country, tls_ja4, \
          conversation_id, input_tokens, output_tokens, reasoning_tokens, max_tokens, \
          {UDF_NAME}(system, messages, tools, user_agent, tls_ja4, max_tokens, input_tokens, \
-         output_tokens, reasoning_tokens) AS features, dg_prompt_snippet(messages) AS snippet \
+         output_tokens, reasoning_tokens) AS features, dg_prompt_snippet(request_id, messages) AS snippet \
          FROM exchanges"
     )
 }

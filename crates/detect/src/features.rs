@@ -845,7 +845,10 @@ pub fn redact(text: &str, max: usize) -> String {
     out
 }
 
-/// `dg_prompt_snippet(messages)` → the redacted start of the last user message.
+/// `dg_prompt_snippet(request_id, messages)` → the redacted start of the last user message,
+/// for the requests whose id hashes into the lowest 1/[`SNIPPET_SAMPLE`] of the hash range
+/// (null for the others). Example requests are chosen by smallest id hash, so every example a
+/// report shows has its snippet, at a fraction of the cost of one per request.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PromptSnippetUdf {
     signature: Signature,
@@ -854,10 +857,13 @@ pub struct PromptSnippetUdf {
 impl Default for PromptSnippetUdf {
     fn default() -> Self {
         Self {
-            signature: Signature::any(1, Volatility::Immutable),
+            signature: Signature::any(2, Volatility::Immutable),
         }
     }
 }
+
+/// One request in this many keeps a snippet.
+pub const SNIPPET_SAMPLE: u64 = 64;
 
 /// Characters of the prompt kept (redacted) in `exchange_features.snippet`.
 pub const SNIPPET_CHARS: usize = 160;
@@ -876,26 +882,27 @@ impl ScalarUDFImpl for PromptSnippetUdf {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let mut b =
             arrow::array::StringBuilder::with_capacity(args.number_rows, args.number_rows * 64);
-        for i in 0..args.number_rows {
-            match last_user(&arrays[0], i)? {
-                Some(p) => b.append_value(redact(&p, SNIPPET_CHARS)),
-                None => b.append_null(),
+        let ids = utf8(&arrays[0], "request_id")?;
+        let mut i = 0;
+        for_each_last_user(&arrays[1], |p| {
+            let sampled = !ids.is_null(i) && hash_str(ids.value(i)) < u64::MAX / SNIPPET_SAMPLE;
+            i += 1;
+            match p {
+                Some(p) if sampled => b.append_value(redact(p, SNIPPET_CHARS)),
+                _ => b.append_null(),
             }
-        }
+        })?;
         Ok(ColumnarValue::Array(Arc::new(b.finish())))
     }
 }
 
-/// The last `user` message of row `i` of a messages column.
-pub fn last_user(messages: &ArrayRef, i: usize) -> Result<Option<String>> {
+/// Calls `f` with the last `user` message of every row of a messages column, in one pass
+/// over the batch (no per-row slicing or copying).
+pub fn for_each_last_user(messages: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<()> {
     let Some(list) = messages.as_list_opt::<i32>() else {
         return exec_err!("messages must be list<struct<role, content>>");
     };
-    if list.is_null(i) {
-        return Ok(None);
-    }
-    let row = list.value(i);
-    let Some(s) = row.as_struct_opt() else {
+    let Some(s) = list.values().as_struct_opt() else {
         return exec_err!("messages must be list<struct<role, content>>");
     };
     let roles = utf8(s.column_by_name("role").unwrap_or(s.column(0)), "role")?;
@@ -903,10 +910,25 @@ pub fn last_user(messages: &ArrayRef, i: usize) -> Result<Option<String>> {
         s.column_by_name("content").unwrap_or(s.column(1)),
         "content",
     )?;
-    Ok((0..s.len())
-        .rev()
-        .find(|&j| !roles.is_null(j) && roles.value(j) == "user")
-        .map(|j| contents.value(j).to_string()))
+    let offsets = list.value_offsets();
+    for i in 0..list.len() {
+        if list.is_null(i) {
+            f(None);
+            continue;
+        }
+        let j = (offsets[i] as usize..offsets[i + 1] as usize)
+            .rev()
+            .find(|&j| !roles.is_null(j) && roles.value(j) == "user");
+        f(j.map(|j| contents.value(j)));
+    }
+    Ok(())
+}
+
+/// The last `user` message of row `i` of a messages column.
+pub fn last_user(messages: &ArrayRef, i: usize) -> Result<Option<String>> {
+    let mut out = None;
+    for_each_last_user(&messages.slice(i, 1), |p| out = p.map(str::to_string))?;
+    Ok(out)
 }
 
 #[cfg(test)]
