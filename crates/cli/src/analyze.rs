@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arrow::array::{Array, AsArray};
 use dg_contract::Diagnostics;
 use dg_detect::eval::{EvalReport, evaluate, read_exchanges, read_result, read_truth};
 use dg_detect::sharing::PartnerIndex;
@@ -17,7 +16,7 @@ pub const DEFAULT_STORE: &str = "partner-indicators.jsonl";
 use dg_engine::{Engine, Inputs};
 
 use crate::args::{AnalyzeArgs, CheckFormat, DemoArgs, EvalArgs, SimFormat, SimulateArgs};
-use crate::fmt::count;
+use crate::fmt::{bad_records_note, count};
 use crate::progress::{ReadProgress, StageProgress};
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -124,19 +123,8 @@ async fn analyze_inputs(
     )
     .with_context(|| format!("writing {}", path.display()))?;
     stages.finish();
-    let report = diag.report();
-    if report.bad_total() > 0 {
-        let reasons = report
-            .bad_by_reason()
-            .iter()
-            .map(|(r, n)| format!("{r} {}", count(*n)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        eprintln!(
-            "note: {} bad records skipped and written to {} ({reasons})",
-            count(report.bad_total()),
-            quarantine.display()
-        );
+    if let Some(note) = bad_records_note(&diag.report()) {
+        eprintln!("note: {note}");
     }
     Ok(analysis)
 }
@@ -206,32 +194,15 @@ fn print_summary(a: &Analysis, out: &Path) {
 }
 
 async fn read_labels(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, String>> {
-    let inputs = Inputs {
-        labels: paths.to_vec(),
-        ..Default::default()
-    };
-    let diag = Arc::new(Diagnostics::new(Path::new("quarantine.jsonl")));
-    let engine = Engine::open(&inputs, Default::default(), diag.clone())?;
-    let batches = engine
-        .query("SELECT account_id, campaign FROM labels")
-        .await?;
-    diag.flush()?;
-    let mut out = HashMap::new();
-    for b in batches {
-        let ids = b.column(0).as_string::<i32>();
-        let camp = b.column(1).as_string::<i32>();
-        for i in 0..b.num_rows() {
-            let c = if camp.is_null(i) { "" } else { camp.value(i) };
-            out.insert(ids.value(i).to_string(), c.to_string());
-        }
-    }
-    if diag.report().bad_total() > 0 {
+    let quarantine = Path::new("quarantine.jsonl");
+    let (labels, bad) = dg_detect::eval::read_labels(paths, quarantine).await?;
+    if bad > 0 {
         eprintln!(
-            "note: {} bad label records skipped (see quarantine.jsonl)",
-            diag.report().bad_total()
+            "note: {bad} bad label records skipped (see {})",
+            quarantine.display()
         );
     }
-    Ok(out)
+    Ok(labels)
 }
 
 async fn eval_report(

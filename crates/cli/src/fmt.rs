@@ -30,6 +30,29 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// `n bad records skipped and written to FILE (reason n, …)`, when a run met bad records.
+pub fn bad_records_note(report: &dg_contract::LoadReport) -> Option<String> {
+    let bad = report.bad_total();
+    if bad == 0 {
+        return None;
+    }
+    let reasons = report
+        .bad_by_reason()
+        .iter()
+        .map(|(r, n)| format!("{r} {}", count(*n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let file = report
+        .quarantine
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    Some(format!(
+        "{} bad records skipped and written to {file} ({reasons})",
+        count(bad)
+    ))
+}
+
 /// Bytes in binary units.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

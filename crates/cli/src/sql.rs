@@ -11,7 +11,7 @@ use dg_engine::{Engine, EngineError};
 use futures::StreamExt;
 
 use crate::args::{SqlArgs, SqlFormat};
-use crate::fmt::count;
+use crate::fmt::bad_records_note;
 use crate::progress::ReadProgress;
 
 pub async fn run(a: SqlArgs) -> anyhow::Result<ExitCode> {
@@ -51,25 +51,8 @@ pub async fn run(a: SqlArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush().context("writing the result")?;
     diag.flush()?;
-    let report = diag.report();
-    let bad = report.bad_total();
-    if bad > 0 {
-        let reasons = report
-            .bad_by_reason()
-            .iter()
-            .map(|(r, n)| format!("{r} {}", count(*n)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        eprintln!(
-            "note: {} bad records skipped and written to {} ({reasons}); \
-             run `distillguard check` for complete counts",
-            count(bad),
-            report
-                .quarantine
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        );
+    if let Some(note) = bad_records_note(&diag.report()) {
+        eprintln!("note: {note}; run `distillguard check` for complete counts");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -672,34 +672,25 @@ pub async fn example_texts(
         .map(|i| format!("'{}'", i.replace('\'', "''")))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut out = HashMap::new();
-    if include_text {
-        let batches = engine
-            .query(&format!(
-                "SELECT request_id, messages FROM exchanges WHERE request_id IN ({list})"
-            ))
-            .await?;
-        for b in &batches {
-            let rid = strings(b.column(0))?;
-            for (i, id) in rid.into_iter().enumerate() {
-                if let (Some(id), Some(text)) = (id, crate::features::last_user(b.column(1), i)?) {
-                    out.insert(id, text.chars().take(600).collect());
-                }
-            }
-        }
+    let sql = if include_text {
+        format!("SELECT request_id, messages FROM exchanges WHERE request_id IN ({list})")
     } else {
-        let batches = engine
-            .query(&format!(
-                "SELECT request_id, snippet FROM exchange_features WHERE request_id IN ({list})"
-            ))
-            .await?;
-        for b in &batches {
-            let rid = strings(b.column(0))?;
-            let snip = strings(b.column(1))?;
-            for (id, s) in rid.into_iter().zip(snip) {
-                if let (Some(id), Some(s)) = (id, s) {
-                    out.insert(id, s);
-                }
+        format!("SELECT request_id, snippet FROM exchange_features WHERE request_id IN ({list})")
+    };
+    let mut out = HashMap::new();
+    for b in &engine.query(&sql).await? {
+        let texts = if include_text {
+            let mut v = Vec::with_capacity(b.num_rows());
+            crate::features::for_each_last_user(b.column(1), |p| {
+                v.push(p.map(|t| t.chars().take(600).collect::<String>()))
+            })?;
+            v
+        } else {
+            strings(b.column(1))?
+        };
+        for (id, text) in strings(b.column(0))?.into_iter().zip(texts) {
+            if let (Some(id), Some(text)) = (id, text) {
+                out.insert(id, text);
             }
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::UInt64Type;
 use serde::Serialize;
 
@@ -82,6 +82,35 @@ pub fn read_result(dir: &Path) -> Result<HashMap<String, ResultRow>, String> {
             )
         })
         .collect())
+}
+
+/// The `labels` table (account → true campaign, "" for benign) from files or directories in
+/// the data contract; bad records go to `quarantine`. Also returns how many were bad.
+pub async fn read_labels(
+    paths: &[std::path::PathBuf],
+    quarantine: &Path,
+) -> Result<(HashMap<String, String>, u64), crate::AnalyzeError> {
+    let inputs = dg_engine::Inputs {
+        labels: paths.to_vec(),
+        ..Default::default()
+    };
+    let diag = std::sync::Arc::new(dg_contract::Diagnostics::new(quarantine));
+    let engine = dg_engine::Engine::open(&inputs, Default::default(), diag.clone())?;
+    let batches = engine
+        .query("SELECT account_id, campaign FROM labels")
+        .await?;
+    diag.flush()
+        .map_err(|e| crate::AnalyzeError::Other(e.to_string()))?;
+    let mut out = HashMap::new();
+    for b in batches {
+        let ids = b.column(0).as_string::<i32>();
+        let camp = b.column(1).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let c = if camp.is_null(i) { "" } else { camp.value(i) };
+            out.insert(ids.value(i).to_string(), c.to_string());
+        }
+    }
+    Ok((out, diag.report().bad_total()))
 }
 
 /// `truth.csv`: account_id → class.

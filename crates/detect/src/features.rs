@@ -924,13 +924,6 @@ pub fn for_each_last_user(messages: &ArrayRef, mut f: impl FnMut(Option<&str>)) 
     Ok(())
 }
 
-/// The last `user` message of row `i` of a messages column.
-pub fn last_user(messages: &ArrayRef, i: usize) -> Result<Option<String>> {
-    let mut out = None;
-    for_each_last_user(&messages.slice(i, 1), |p| out = p.map(str::to_string))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod redact_tests {
     use super::redact;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use crate::config::LinkConfig;
-use crate::profile::{BUCKET_MICROS, Profile, prefix_of};
+use crate::profile::{Profile, prefix_of};
 use crate::traits::AccountFacts;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -433,9 +433,6 @@ pub fn link(
 
 /// Edges kept per cluster for the report's graph.
 pub const MAX_EDGE_SAMPLE: usize = 600;
-
-/// Lockstep bucket width in minutes (for messages).
-pub const BUCKET_MINUTES: i64 = BUCKET_MICROS / 60_000_000;
 
 #[cfg(test)]
 mod tests {

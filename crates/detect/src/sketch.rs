@@ -100,11 +100,6 @@ impl<V: Clone> BottomK<V> {
         (n as f64 - 1.0) / (max / u64::MAX as f64)
     }
 
-    /// Total occurrences of the values kept.
-    pub fn kept_count(&self) -> u64 {
-        self.entries.iter().map(|e| e.count).sum()
-    }
-
     /// MinHash estimate of the Jaccard similarity of two sets from their bottom-k sketches.
     pub fn jaccard(&self, other: &BottomK<V>) -> f64 {
         let k = (self.k.min(other.k) as usize).min(self.entries.len().max(other.entries.len()));

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use arrow::array::{Array, AsArray};
 use dg_contract::Diagnostics;
 use dg_detect::eval::{EvalReport, evaluate, read_exchanges, read_result, read_truth};
 use dg_detect::{Config, analyze};
@@ -53,28 +52,14 @@ fn run(inputs: &Inputs, out: &Path) {
 
 fn labels(path: &Path) -> HashMap<String, String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let inputs = Inputs {
-            labels: vec![path.to_path_buf()],
-            ..Default::default()
-        };
-        let diag = Arc::new(Diagnostics::new(Path::new("/dev/null")));
-        let engine = Engine::open(&inputs, Default::default(), diag).unwrap();
-        let mut out = HashMap::new();
-        for b in engine
-            .query("SELECT account_id, campaign FROM labels")
-            .await
-            .unwrap()
-        {
-            let ids = b.column(0).as_string::<i32>();
-            let c = b.column(1).as_string::<i32>();
-            for i in 0..b.num_rows() {
-                let camp = if c.is_null(i) { "" } else { c.value(i) };
-                out.insert(ids.value(i).to_string(), camp.to_string());
-            }
-        }
-        out
-    })
+    let (labels, bad) = rt
+        .block_on(dg_detect::eval::read_labels(
+            &[path.to_path_buf()],
+            Path::new("/dev/null"),
+        ))
+        .unwrap();
+    assert_eq!(bad, 0);
+    labels
 }
 
 fn scenario_report(scenario: &str, scale: f64, seed: Option<u64>) -> EvalReport {
