@@ -32,7 +32,7 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 
 pub async fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if a.print_config {
-        print!("{}", Config::default().to_toml());
+        crate::say!("{}", Config::default().to_toml().trim_end());
         return Ok(ExitCode::SUCCESS);
     }
     let out = a.out.clone().expect("clap requires --out");

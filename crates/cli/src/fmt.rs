@@ -1,7 +1,7 @@
 //! Small formatting helpers for terminal output.
 
-/// `println!` that ends the process quietly when the reader has gone away (`| head`),
-/// instead of panicking on the broken pipe.
+/// `println!` that ends the process quietly when the reader has gone away (`| head`), and
+/// with a one-line error on any other write failure, instead of panicking.
 #[macro_export]
 macro_rules! say {
     ($($t:tt)*) => {{
@@ -10,7 +10,8 @@ macro_rules! say {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 std::process::exit(0);
             }
-            panic!("writing to stdout: {e}");
+            eprintln!("error: writing to stdout: {e}");
+            std::process::exit(1);
         }
     }};
 }
