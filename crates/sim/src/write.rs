@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float32Builder, ListBuilder, StringBuilder, StructBuilder,
-    TimestampMicrosecondBuilder, UInt16Builder, UInt32Builder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float32Builder, ListBuilder, StringBuilder,
+    StructBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt32Builder,
 };
 use arrow::datatypes::{DataType, Field};
 use arrow::record_batch::RecordBatch;
@@ -198,7 +198,8 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
     let n = rows.len();
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n);
     let s = |f: &dyn Fn(&Exchange) -> Option<&str>| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(n, n * 16);
+        let bytes = rows.iter().filter_map(|r| f(r)).map(str::len).sum();
+        let mut b = StringBuilder::with_capacity(n, bytes);
         for r in rows {
             b.append_option(f(r));
         }
@@ -231,10 +232,24 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
     let mut stream = BooleanBuilder::with_capacity(n);
     let mut status = UInt16Builder::with_capacity(n);
     let mut tools = ListBuilder::new(StringBuilder::new());
+    // Prompt text is most of the bytes: size its buffer exactly, once.
+    let turns: usize = rows.iter().map(|r| r.messages.len()).sum();
+    let text: usize = rows
+        .iter()
+        .flat_map(|r| &r.messages)
+        .map(|(_, c)| c.len())
+        .sum();
+    let message_builders: Vec<Box<dyn ArrayBuilder>> = vec![
+        Box::new(StringBuilder::with_capacity(turns, turns * 9)),
+        Box::new(StringBuilder::with_capacity(turns, text)),
+    ];
     let mut messages =
-        ListBuilder::new(StructBuilder::from_fields(message_fields(), n)).with_field(Arc::new(
-            Field::new("item", DataType::Struct(message_fields()), true),
-        ));
+        ListBuilder::with_capacity(StructBuilder::new(message_fields(), message_builders), n)
+            .with_field(Arc::new(Field::new(
+                "item",
+                DataType::Struct(message_fields()),
+                true,
+            )));
     for r in rows {
         ts.append_value(r.ts);
         temperature.append_option(r.temperature);
