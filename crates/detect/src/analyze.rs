@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::features::{ExchangeFeaturesUdf, FIELDS, UDF_NAME};
 use crate::link::{Links, link};
-use crate::profile::{ARGS, AccountProfileUdaf, Profile, UDAF_NAME};
+use crate::profile::{ARGS, AccountProfileUdaf, FEATURE_ARGS, Profile, UDAF_NAME};
 use crate::sharing::PartnerIndex;
 use crate::traits::{AccountFacts, Release, Trait, Traits, Window, compute};
 use crate::verdict::{Outcome, Verdict, decide};
@@ -130,9 +130,9 @@ pub fn features_sql() -> String {
     format!(
         "SELECT request_id, account_id, api_key_id, ts, model, client_ip, asn, country, tls_ja4, \
          conversation_id, input_tokens, output_tokens, reasoning_tokens, max_tokens, \
-         {UDF_NAME}(system, messages, tools, user_agent, tls_ja4, max_tokens, input_tokens, \
-         output_tokens, reasoning_tokens) AS features, dg_prompt_snippet(request_id, messages) AS snippet \
-         FROM exchanges"
+         {UDF_NAME}({}) AS features, dg_prompt_snippet(request_id, messages) AS snippet \
+         FROM exchanges",
+        FEATURE_ARGS.join(", ")
     )
 }
 
@@ -226,26 +226,13 @@ pub async fn analyze(
         .map(|n| facts_by_id.get(n).cloned().unwrap_or_default())
         .collect();
     let releases = load_releases(engine).await?;
-    let window = Window {
-        start: profiles.iter().map(|p| p.first_ts).min().unwrap_or(0),
-        end: profiles.iter().map(|p| p.last_ts).max().unwrap_or(0),
-    };
-    let traits: Vec<Traits> = profiles
-        .iter()
-        .zip(&facts)
-        .map(|(p, f)| {
-            let mut t = compute(p, f, &releases, window, &cfg.traits);
-            let (hits, specific) = partners.matches(p, f);
-            if specific {
-                t.partner = cfg.traits.partner_boost;
-            }
-            t.evidence.splice(0..0, hits);
-            t
-        })
-        .collect();
-    let suspicion: Vec<f64> = traits.iter().map(|t| t.suspicion(&cfg.traits)).collect();
-    let links = link(&profiles, &facts, &suspicion, &cfg.link);
-    let outcome = decide(&names, &profiles, &traits, &links, &releases, cfg);
+    let judged = judge(&names, &profiles, &facts, &releases, partners, cfg);
+    let Judged {
+        window,
+        traits,
+        links,
+        outcome,
+    } = judged;
     let seconds_linking = t2.elapsed().as_secs_f64();
 
     progress(Stage::Writing);
@@ -289,6 +276,53 @@ pub async fn analyze(
     Ok(analysis)
 }
 
+/// Account-level judgement: traits, links, clusters and verdicts.
+pub struct Judged {
+    pub window: Window,
+    pub traits: Vec<Traits>,
+    pub links: Links,
+    pub outcome: Outcome,
+}
+
+/// Judges accounts from their profiles and facts (same order, `names` sorted). The batch
+/// pipeline and the online service both call this, so they give the same answer on the same
+/// data.
+pub fn judge(
+    names: &[String],
+    profiles: &[Profile],
+    facts: &[AccountFacts],
+    releases: &[Release],
+    partners: &PartnerIndex,
+    cfg: &Config,
+) -> Judged {
+    let window = Window {
+        start: profiles.iter().map(|p| p.first_ts).min().unwrap_or(0),
+        end: profiles.iter().map(|p| p.last_ts).max().unwrap_or(0),
+    };
+    let traits: Vec<Traits> = profiles
+        .iter()
+        .zip(facts)
+        .map(|(p, f)| {
+            let mut t = compute(p, f, releases, window, &cfg.traits);
+            let (hits, specific) = partners.matches(p, f);
+            if specific {
+                t.partner = cfg.traits.partner_boost;
+            }
+            t.evidence.splice(0..0, hits);
+            t
+        })
+        .collect();
+    let suspicion: Vec<f64> = traits.iter().map(|t| t.suspicion(&cfg.traits)).collect();
+    let links = link(profiles, facts, &suspicion, &cfg.link);
+    let outcome = decide(names, profiles, &traits, &links, releases, cfg);
+    Judged {
+        window,
+        traits,
+        links,
+        outcome,
+    }
+}
+
 fn ts_micros(a: &ArrayRef) -> Result<Vec<Option<i64>>, AnalyzeError> {
     let c = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))
         .and_then(|c| arrow::compute::cast(&c, &DataType::Int64))
@@ -308,7 +342,8 @@ fn strings(a: &ArrayRef) -> Result<Vec<Option<String>>, AnalyzeError> {
         .collect())
 }
 
-async fn load_facts(engine: &Engine) -> Result<HashMap<String, AccountFacts>, AnalyzeError> {
+/// Account facts from the registered `accounts` table (empty when none was given).
+pub async fn load_facts(engine: &Engine) -> Result<HashMap<String, AccountFacts>, AnalyzeError> {
     let batches = engine
         .query(
             "SELECT account_id, created_at, email_domain, verification, payment_fingerprint, \
@@ -340,7 +375,8 @@ async fn load_facts(engine: &Engine) -> Result<HashMap<String, AccountFacts>, An
     Ok(out)
 }
 
-async fn load_releases(engine: &Engine) -> Result<Vec<Release>, AnalyzeError> {
+/// Model releases from the registered `model_releases` table, oldest first.
+pub async fn load_releases(engine: &Engine) -> Result<Vec<Release>, AnalyzeError> {
     let batches = engine
         .query("SELECT model, released_at FROM model_releases ORDER BY released_at, model")
         .await?;

@@ -585,7 +585,7 @@ fn u32s(a: &ArrayRef) -> Result<UInt32Array> {
     Ok(c.as_primitive::<UInt32Type>().clone())
 }
 
-fn features_of_batch(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+pub(crate) fn features_of_batch(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     if a.len() != 9 {
         return exec_err!("{UDF_NAME} takes 9 arguments, got {}", a.len());
     }

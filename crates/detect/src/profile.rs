@@ -769,6 +769,49 @@ impl Accumulator for ProfileAccumulator {
     }
 }
 
+/// The arguments of `dg_exchange_features`, in order (columns of `exchanges`).
+pub const FEATURE_ARGS: [&str; 9] = [
+    "system",
+    "messages",
+    "tools",
+    "user_agent",
+    "tls_ja4",
+    "max_tokens",
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+];
+
+/// Calls `f(account_id, row)` for every exchange of a batch of the contract's `exchanges`
+/// schema: features computed by the code of pass 1 (`dg_exchange_features`), rows read by the
+/// code of pass 2 (`dg_account_profile`). The online service folds rows into profiles with
+/// [`Profile::add`], exactly as the aggregate does, so batch and online agree.
+pub fn for_each_exchange(
+    batch: &arrow::record_batch::RecordBatch,
+    mut f: impl FnMut(&str, &Row),
+) -> Result<()> {
+    let col = |name: &str| -> Result<ArrayRef> {
+        match batch.column_by_name(name) {
+            Some(c) => Ok(c.clone()),
+            None => exec_err!("exchanges batch has no column {name}"),
+        }
+    };
+    let feature_args: Vec<ArrayRef> = FEATURE_ARGS.iter().map(|n| col(n)).collect::<Result<_>>()?;
+    let features = crate::features::features_of_batch(&feature_args, batch.num_rows())?;
+    let features = features.as_struct();
+    let args: Vec<ArrayRef> = ARGS
+        .iter()
+        .map(|n| match features.column_by_name(n) {
+            Some(c) => Ok(c.clone()),
+            None => col(n),
+        })
+        .collect::<Result<_>>()?;
+    let account = cast(&col("account_id")?, &DataType::Utf8)?;
+    let account = account.as_string::<i32>();
+    Columns::new(&args)?.for_each(|i, row| f(account.value(i), row));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
