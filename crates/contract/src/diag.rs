@@ -220,7 +220,7 @@ impl Diagnostics {
 
     /// Counts a bad record and writes it to the quarantine.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn add_bad(
+    pub fn add_bad(
         &self,
         table: Table,
         source: &Path,

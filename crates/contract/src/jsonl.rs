@@ -730,6 +730,35 @@ impl RowBuilder {
     }
 }
 
+/// Parses single JSON records of one table with exactly the checks of the JSON Lines reader,
+/// for services that receive records over the network instead of reading files.
+pub struct RecordParser(RowBuilder);
+
+impl RecordParser {
+    pub fn new(table: crate::Table) -> Self {
+        RecordParser(RowBuilder::new(table.spec()))
+    }
+
+    /// Parses and checks one record (one JSON object); keeps it if it is good.
+    pub fn push(&mut self, record: &str) -> Result<(), Problem> {
+        self.0.push_line(record)
+    }
+
+    /// Good records kept since the last [`RecordParser::finish`].
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    /// The good records so far as one batch of the table's schema; starts afresh.
+    pub fn finish(&mut self) -> RecordBatch {
+        self.0.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

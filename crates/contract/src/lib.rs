@@ -15,7 +15,9 @@
 pub mod diag;
 pub mod error;
 mod jsonl;
+pub use jsonl::RecordParser;
 mod parquet_in;
+pub use parquet_in::{BadRow, check_batch};
 pub mod read;
 pub mod schema;
 pub mod source;

@@ -487,3 +487,62 @@ fn convert_messages(
         list.nulls().cloned(),
     )))
 }
+
+/// A bad row of a checked batch: its index, why, and the row as JSON (for the quarantine).
+pub type BadRow = (usize, Problem, String);
+
+/// Checks a batch from any Arrow source (an IPC stream from a gateway, say) exactly as rows
+/// of a Parquet file are checked: columns matched by name and widened, every value checked.
+/// Returns the good rows as a batch of the table's schema and the bad rows; an incompatible
+/// or missing column is an error for the whole batch.
+pub fn check_batch(
+    table: crate::Table,
+    batch: &RecordBatch,
+) -> Result<(RecordBatch, Vec<BadRow>), String> {
+    let spec = table.spec();
+    let schema = batch.schema();
+    for col in spec.columns {
+        match schema.index_of(col.name) {
+            Ok(i) => {
+                let dt = schema.field(i).data_type();
+                if !compatible(col.kind, dt) {
+                    return Err(format!(
+                        "column `{}` has type {dt}, expected {}",
+                        col.name,
+                        expected(col.kind)
+                    ));
+                }
+            }
+            Err(_) if col.presence == Presence::Required => {
+                return Err(format!("required column `{}` is missing", col.name));
+            }
+            Err(_) => {}
+        }
+    }
+    let n = batch.num_rows();
+    let mut problems: Vec<Option<Problem>> = vec![None; n];
+    let mut columns = Vec::with_capacity(spec.columns.len());
+    for col in spec.columns {
+        columns.push(
+            convert_column(col, batch.column_by_name(col.name), n, &mut problems)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let bad: Vec<BadRow> = problems
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.clone().map(|p| (i, p, row_as_json(batch, i))))
+        .collect();
+    let columns = if bad.is_empty() {
+        columns
+    } else {
+        let keep: BooleanArray = problems.iter().map(|p| Some(p.is_none())).collect();
+        columns
+            .iter()
+            .map(|c| filter(c, &keep))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?
+    };
+    let good = RecordBatch::try_new(table.schema(), columns).map_err(|e| e.to_string())?;
+    Ok((good, bad))
+}
