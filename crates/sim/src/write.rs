@@ -198,7 +198,7 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
     let n = rows.len();
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n);
     let s = |f: &dyn Fn(&Exchange) -> Option<&str>| -> ArrayRef {
-        let bytes = rows.iter().filter_map(|r| f(r)).map(str::len).sum();
+        let bytes = rows.iter().filter_map(f).map(str::len).sum();
         let mut b = StringBuilder::with_capacity(n, bytes);
         for r in rows {
             b.append_option(f(r));
