@@ -69,7 +69,7 @@ pub fn sharing_key() -> Vec<u8> {
 }
 
 /// Partner indicators from the store, when there is one.
-fn load_partners(path: &Path, explicit: bool) -> anyhow::Result<PartnerIndex> {
+pub(crate) fn load_partners(path: &Path, explicit: bool) -> anyhow::Result<PartnerIndex> {
     if !path.exists() {
         if explicit {
             bail!("{}: no such partner indicator store", path.display());

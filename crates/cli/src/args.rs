@@ -59,6 +59,87 @@ pub enum Command {
     /// Writes DIR/exchanges/part-*.parquet (or .jsonl), DIR/accounts, DIR/model_releases,
     /// DIR/labels and DIR/truth.csv. Same scenario, scale and seed give byte-identical output.
     Simulate(SimulateArgs),
+    /// Online enforcement: ingest exchange events, judge accounts continuously, answer
+    /// gateways (`/v1/decide`, nginx `auth_request` on `/v1/auth`).
+    ///
+    /// State (checkpoint, write-ahead log, quarantine) lives in --state; after a crash the
+    /// service resumes from it with nothing lost and nothing counted twice. Ingest and admin
+    /// routes need the bearer token in DISTILLGUARD_TOKEN (or --token-file).
+    Serve(ServeArgs),
+    /// Stream a dataset's exchanges in time order to a running `serve`.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Config (TOML): a [serve] section plus any detection keys of `analyze --print-config`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// State directory (created if absent).
+    #[arg(long, value_name = "DIR", default_value = "distillguard-state")]
+    pub state: PathBuf,
+
+    /// Listen address [default: the config's serve.listen, 127.0.0.1:8700].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Accounts table (optional): sign-up facts used by detection. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub accounts: Vec<PathBuf>,
+
+    /// Model releases table (optional). Repeatable.
+    #[arg(long, alias = "model-releases", value_name = "PATH")]
+    pub releases: Vec<PathBuf>,
+
+    /// Partner indicators imported with `distillguard import stix`.
+    #[arg(long, value_name = "FILE")]
+    pub partner_indicators: Option<PathBuf>,
+
+    /// File whose first line is the bearer token (DISTILLGUARD_TOKEN takes precedence).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Print the default config ([serve] and detection) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A simulator output directory (its exchanges/), or exchange files or a directory.
+    #[arg(value_name = "DATASET")]
+    pub dataset: PathBuf,
+
+    /// The service, http://HOST:PORT, or a NATS server, nats://HOST:PORT (events are
+    /// published to --subject, captured by the service's JetStream stream).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+
+    /// NATS subject to publish to.
+    #[arg(long, default_value = "dg.exchanges.replay")]
+    pub subject: String,
+
+    /// `max`, or a factor such as `3600x` (an hour of traffic per second).
+    #[arg(long, default_value = "max")]
+    pub speed: String,
+
+    /// Exchanges per request.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_rows: u32,
+
+    /// Keep re-sending a batch the service did not acknowledge for this long (the service
+    /// counts each request id once, so re-sending is safe).
+    #[arg(long, default_value_t = 60.0)]
+    pub retry_seconds: f64,
+
+    /// File whose first line is the bearer token (DISTILLGUARD_TOKEN takes precedence).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Where bad records of the dataset are written.
+    #[arg(long, value_name = "FILE", default_value = "replay-quarantine.jsonl")]
+    pub quarantine: PathBuf,
 }
 
 /// Where the input tables are and how to read them.

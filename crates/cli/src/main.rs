@@ -6,6 +6,7 @@ mod args;
 mod check;
 mod fmt;
 mod progress;
+mod serve;
 mod share;
 mod simulate;
 mod sql;
@@ -39,6 +40,8 @@ fn main() -> ExitCode {
             Command::Demo(a) => analyze::demo(a).await,
             Command::Export(args::ExportCommand::Stix(a)) => share::export_stix(a),
             Command::Import(args::ImportCommand::Stix(a)) => share::import_stix(a),
+            Command::Serve(a) => serve::serve(a).await,
+            Command::Replay(a) => serve::replay(a).await,
         }
     });
     match result {

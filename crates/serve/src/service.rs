@@ -1,0 +1,369 @@
+//! The service core, independent of transport: ingest event batches durably, judge all
+//! accounts periodically with the batch pipeline's own code, answer decisions.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use dg_contract::values::Problem;
+use dg_contract::{Diagnostics, Location, RecordParser, Table};
+use dg_detect::Config;
+use dg_detect::analyze::judge;
+use dg_detect::sharing::PartnerIndex;
+use dg_detect::traits::{AccountFacts, Release};
+use serde::Serialize;
+
+use crate::config::{ServeConfig, ServeFile};
+use crate::decide::{self, Decision, Query};
+use crate::durable::{Log, Recovered};
+use crate::metrics::Metrics;
+use crate::state::{Applied, State, events_of_batch};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("state directory: {0}")]
+    Storage(String),
+}
+
+/// One refused record of an event batch.
+#[derive(Clone, Debug, Serialize)]
+pub struct BadEvent {
+    /// 0-based position in the batch.
+    pub index: usize,
+    pub reason: &'static str,
+    pub field: Option<String>,
+    pub detail: String,
+}
+
+/// The answer to an event batch.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IngestReport {
+    pub received: usize,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub bad: usize,
+    /// The first refused records and why (all are in the quarantine file).
+    pub errors: Vec<BadEvent>,
+}
+
+const MAX_REPORTED_ERRORS: usize = 100;
+
+struct Inner {
+    state: State,
+    log: Log,
+}
+
+pub struct Service {
+    pub serve: ServeConfig,
+    detect: Config,
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+    /// One checkpoint at a time: two interleaved ones could leave an older checkpoint on
+    /// disk after the log it needs was removed.
+    checkpointing: Mutex<()>,
+    table: RwLock<Arc<decide::Table>>,
+    facts: HashMap<String, AccountFacts>,
+    releases: Vec<Release>,
+    partners: PartnerIndex,
+    diag: Diagnostics,
+    judgements: AtomicU64,
+    pub metrics: Metrics,
+    pub recovered: Recovered,
+}
+
+impl Service {
+    /// Opens the state directory (recovering from its checkpoint and log) and judges the
+    /// recovered accounts once, so decisions are available at once.
+    pub fn open(
+        dir: &Path,
+        file: &ServeFile,
+        facts: HashMap<String, AccountFacts>,
+        releases: Vec<Release>,
+        partners: PartnerIndex,
+    ) -> Result<Arc<Service>, ServeError> {
+        let (log, state, recovered) =
+            Log::open(dir, file.serve.fsync).map_err(ServeError::Storage)?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let quarantine = dir
+            .join("quarantine")
+            .join(format!("exchanges-{started}.jsonl"));
+        std::fs::create_dir_all(dir.join("quarantine"))
+            .map_err(|e| ServeError::Storage(e.to_string()))?;
+        let svc = Arc::new(Service {
+            serve: file.serve.clone(),
+            detect: file.detection(),
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(Inner { state, log }),
+            checkpointing: Mutex::new(()),
+            table: RwLock::new(Arc::new(decide::Table::default())),
+            facts,
+            releases,
+            partners,
+            diag: Diagnostics::new(quarantine),
+            judgements: AtomicU64::new(0),
+            metrics: Metrics::new(),
+            recovered,
+        });
+        svc.judge_now();
+        Ok(svc)
+    }
+
+    /// Parses a body of exchange records (a JSON array, or JSON Lines), refuses bad records
+    /// with the batch reader's rules (quarantined with their reason), and ingests the rest.
+    pub fn ingest_json(&self, body: &[u8]) -> Result<IngestReport, ServeError> {
+        self.ingest_json_at(body, 0)
+    }
+
+    /// [`Service::ingest_json`] for events from position `stream` of a source stream.
+    pub fn ingest_json_at(&self, body: &[u8], stream: u64) -> Result<IngestReport, ServeError> {
+        let text = std::str::from_utf8(body)
+            .map_err(|e| ServeError::BadRequest(format!("body is not UTF-8: {e}")))?;
+        let records: Vec<&str> = if text.trim_start().starts_with('[') {
+            let raw: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(text).map_err(|e| {
+                    ServeError::BadRequest(format!("body is not a JSON array of records: {e}"))
+                })?;
+            raw.into_iter().map(|r| r.get()).collect()
+        } else {
+            text.lines().filter(|l| !l.trim().is_empty()).collect()
+        };
+        let mut parser = RecordParser::new(Table::Exchanges);
+        let mut report = IngestReport {
+            received: records.len(),
+            ..IngestReport::default()
+        };
+        for (i, rec) in records.iter().enumerate() {
+            if let Err(p) = parser.push(rec) {
+                self.refuse(&mut report, i, p, rec);
+            }
+        }
+        self.flush_refused(&report);
+        let batch = parser.finish();
+        let n = self.ingest_batch_at(&batch, stream)?;
+        report.accepted = n.accepted;
+        report.duplicates = n.duplicates;
+        Ok(report)
+    }
+
+    /// Ingests an Arrow IPC stream of exchange batches (the fast path for shippers and
+    /// `distillguard replay`): every row is checked like a row of a Parquet file, bad rows
+    /// are quarantined and reported.
+    pub fn ingest_arrow(&self, body: &[u8]) -> Result<IngestReport, ServeError> {
+        self.ingest_arrow_at(body, 0)
+    }
+
+    /// [`Service::ingest_arrow`] for events from position `stream` of a source stream.
+    pub fn ingest_arrow_at(&self, body: &[u8], stream: u64) -> Result<IngestReport, ServeError> {
+        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+            .map_err(|e| ServeError::BadRequest(format!("not an Arrow IPC stream: {e}")))?;
+        let mut report = IngestReport::default();
+        let mut base = 0usize;
+        for batch in reader {
+            let batch = batch
+                .map_err(|e| ServeError::BadRequest(format!("corrupt Arrow IPC stream: {e}")))?;
+            report.received += batch.num_rows();
+            let (good, bad) = dg_contract::check_batch(Table::Exchanges, &batch)
+                .map_err(|e| ServeError::BadRequest(format!("exchanges: {e}")))?;
+            for (i, p, raw) in bad {
+                self.refuse(&mut report, base + i, p, &raw);
+            }
+            base += batch.num_rows();
+            let n = self.ingest_batch_at(&good, stream)?;
+            report.accepted += n.accepted;
+            report.duplicates += n.duplicates;
+        }
+        self.flush_refused(&report);
+        Ok(report)
+    }
+
+    fn refuse(&self, report: &mut IngestReport, index: usize, p: Problem, raw: &str) {
+        report.bad += 1;
+        let field = (!p.field.is_empty()).then(|| p.field.clone());
+        let _ = self.diag.add_bad(
+            Table::Exchanges,
+            Path::new("POST /v1/events"),
+            Location::Line(index as u64 + 1),
+            p.reason,
+            field.as_deref(),
+            &p.detail,
+            dg_contract::diag::Raw::Json(raw),
+        );
+        if report.errors.len() < MAX_REPORTED_ERRORS {
+            report.errors.push(BadEvent {
+                index,
+                reason: p.reason.as_str(),
+                field,
+                detail: p.detail,
+            });
+        }
+    }
+
+    fn flush_refused(&self, report: &IngestReport) {
+        if report.bad > 0 {
+            let _ = self.diag.flush();
+            self.metrics.bad_events.inc_by(report.bad as u64);
+        }
+    }
+
+    /// Ingests a batch of the contract's `exchanges` schema: features computed here (no
+    /// lock), then applied and logged under the lock, then synced before returning.
+    pub fn ingest_batch(&self, batch: &RecordBatch) -> Result<Applied, ServeError> {
+        self.ingest_batch_at(batch, 0)
+    }
+
+    fn ingest_batch_at(&self, batch: &RecordBatch, stream: u64) -> Result<Applied, ServeError> {
+        if batch.num_rows() == 0 && stream == 0 {
+            return Ok(Applied::default());
+        }
+        let events = events_of_batch(batch).map_err(ServeError::BadRequest)?;
+        self.ingest_events(&events, stream)
+    }
+
+    /// Applies event records, logs the new ones (with the source position `stream`, 0 for
+    /// HTTP), syncs the log.
+    pub fn ingest_events(&self, events: &[u8], stream: u64) -> Result<Applied, ServeError> {
+        let (applied, syncer) = {
+            let mut g = self.inner.lock().unwrap();
+            let Inner { state, log } = &mut *g;
+            let (kept, n) = state
+                .apply(events)
+                .map_err(|e| ServeError::BadRequest(e.to_string()))?;
+            // A stream message with nothing new still moves the position.
+            if !kept.is_empty() || stream > state.stream_seq {
+                state.log_seq += 1;
+                state.stream_seq = state.stream_seq.max(stream);
+                log.append(state.log_seq, stream, &kept)
+                    .map_err(|e| ServeError::Storage(format!("log: {e}")))?;
+            }
+            (n, log.syncer())
+        };
+        if let Some(f) = syncer.map_err(|e| ServeError::Storage(e.to_string()))? {
+            f.sync_data()
+                .map_err(|e| ServeError::Storage(format!("log sync: {e}")))?;
+        }
+        self.metrics.events.inc_by(applied.accepted);
+        self.metrics.duplicates.inc_by(applied.duplicates);
+        Ok(applied)
+    }
+
+    /// Judges every account now (blocking) and publishes the new decision table.
+    pub fn judge_now(&self) -> Arc<decide::Table> {
+        let t0 = Instant::now();
+        let (names, profiles, exchanges) = {
+            let mut g = self.inner.lock().unwrap();
+            g.state.since_judgement = 0;
+            let (names, profiles) = g.state.copy_profiles();
+            (names, profiles, g.state.exchanges)
+        };
+        let facts: Vec<AccountFacts> = names
+            .iter()
+            .map(|n| self.facts.get(n).cloned().unwrap_or_default())
+            .collect();
+        let judged = judge(
+            &names,
+            &profiles,
+            &facts,
+            &self.releases,
+            &self.partners,
+            &self.detect,
+        );
+        let table = Arc::new(decide::Table::build(
+            &names,
+            &profiles,
+            judged,
+            exchanges,
+            &self.serve,
+        ));
+        *self.table.write().unwrap() = table.clone();
+        self.judgements.fetch_add(1, Ordering::Relaxed);
+        self.metrics.judgements.inc();
+        self.metrics.judge_seconds.set(t0.elapsed().as_secs_f64());
+        self.metrics.accounts.set(names.len() as i64);
+        self.metrics.campaigns.set(table.campaigns.len() as i64);
+        table
+    }
+
+    /// Runs judgements (every `relink_seconds`, or after `relink_every_exchanges` new
+    /// exchanges) and checkpoints (every `checkpoint_seconds`) on one background thread
+    /// until `stop` is set; a last checkpoint is written on the way out.
+    pub fn spawn_background(
+        self: &Arc<Service>,
+        stop: Arc<AtomicBool>,
+    ) -> std::thread::JoinHandle<()> {
+        let svc = self.clone();
+        std::thread::Builder::new()
+            .name("dg-judge".into())
+            .spawn(move || {
+                let mut last_judge = Instant::now();
+                let mut last_checkpoint = Instant::now();
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    let since = svc.inner.lock().unwrap().state.since_judgement;
+                    let by_count = svc.serve.relink_every_exchanges > 0
+                        && since >= svc.serve.relink_every_exchanges;
+                    let by_time =
+                        since > 0 && last_judge.elapsed().as_secs_f64() >= svc.serve.relink_seconds;
+                    if by_count || by_time {
+                        svc.judge_now();
+                        last_judge = Instant::now();
+                    }
+                    if last_checkpoint.elapsed().as_secs_f64() >= svc.serve.checkpoint_seconds {
+                        if let Err(e) = svc.checkpoint() {
+                            tracing::error!("{e}");
+                        }
+                        last_checkpoint = Instant::now();
+                    }
+                }
+                if let Err(e) = svc.checkpoint() {
+                    tracing::error!("{e}");
+                }
+            })
+            .expect("spawning the judge thread")
+    }
+
+    /// Writes a checkpoint of the whole state and drops the log it covers.
+    pub fn checkpoint(&self) -> Result<(), ServeError> {
+        let _one = self.checkpointing.lock().unwrap();
+        let bytes = {
+            let mut g = self.inner.lock().unwrap();
+            let Inner { state, log } = &mut *g;
+            log.rotate(state)
+                .map_err(|e| ServeError::Storage(format!("checkpoint: {e}")))?
+        };
+        Log::commit_checkpoint(&self.dir, &bytes)
+            .map_err(|e| ServeError::Storage(format!("checkpoint: {e}")))?;
+        self.metrics.checkpoints.inc();
+        Ok(())
+    }
+
+    pub fn table(&self) -> Arc<decide::Table> {
+        self.table.read().unwrap().clone()
+    }
+
+    pub fn decide(&self, q: &Query) -> Decision {
+        self.table().decide(q, &self.serve)
+    }
+
+    /// Judgements made so far (changes when a new decision table is published).
+    pub fn judgements(&self) -> u64 {
+        self.judgements.load(Ordering::Relaxed)
+    }
+
+    /// Highest source-stream position applied.
+    pub fn stream_position(&self) -> u64 {
+        self.inner.lock().unwrap().state.stream_seq
+    }
+
+    /// Exchanges counted so far and judgements made.
+    pub fn counts(&self) -> (u64, u64) {
+        let ex = self.inner.lock().unwrap().state.exchanges;
+        (ex, self.judgements.load(Ordering::Relaxed))
+    }
+}
