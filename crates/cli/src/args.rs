@@ -128,6 +128,11 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_rows: u32,
 
+    /// Requests in flight at once (ordering between them is not kept: at most this many
+    /// batches arrive out of time order).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+
     /// Keep re-sending a batch the service did not acknowledge for this long (the service
     /// counts each request id once, so re-sending is safe).
     #[arg(long, default_value_t = 60.0)]

@@ -13,7 +13,6 @@ use anyhow::{Context, bail};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
 use dg_contract::{Dedup, Diagnostics, ReadOptions, Table, discover, read_file};
-use dg_engine::{Engine, Inputs};
 use dg_serve::{ServeFile, Service};
 
 use crate::args::{ReplayArgs, ServeArgs};
@@ -72,18 +71,13 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // Account facts and model releases, read once at start with the batch reader.
-    let diag = Arc::new(Diagnostics::new(
-        a.state.join("quarantine").join("tables.jsonl"),
-    ));
-    let inputs = Inputs {
-        exchanges: Vec::new(),
-        accounts: a.accounts.clone(),
-        model_releases: a.releases.clone(),
-        labels: Vec::new(),
-    };
-    let engine = Engine::open(&inputs, ReadOptions::default(), diag.clone())?;
-    let facts = dg_detect::analyze::load_facts(&engine).await?;
-    let releases = dg_detect::analyze::load_releases(&engine).await?;
+    let (facts, releases) = dg_serve::service::load_tables(
+        &a.accounts,
+        &a.releases,
+        &a.state.join("quarantine").join("tables.jsonl"),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     let partners = match &a.partner_indicators {
         Some(p) => crate::analyze::load_partners(p, true)?,
         None => dg_detect::sharing::PartnerIndex::default(),
@@ -358,6 +352,10 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let rows = a.batch_rows as usize;
     let quarantine = a.quarantine.clone();
     let reader = tokio::task::spawn_blocking(move || ordered_batches(files, rows, quarantine, tx));
+    let target = Arc::new(target);
+    let concurrency = a.concurrency.max(1) as usize;
+    let mut in_flight: tokio::task::JoinSet<anyhow::Result<Option<serde_json::Value>>> =
+        tokio::task::JoinSet::new();
     let t0 = Instant::now();
     let mut first_ts: Option<i64> = None;
     let (mut sent, mut accepted, mut duplicates, mut bad) = (0u64, 0u64, 0u64, 0u64);
@@ -373,11 +371,13 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         }
         for body in ipc_chunks(&batch, target.max_message())? {
-            if let Some(report) = target.send(body, a.retry_seconds).await? {
-                accepted += report["accepted"].as_u64().unwrap_or(0);
-                duplicates += report["duplicates"].as_u64().unwrap_or(0);
-                bad += report["bad"].as_u64().unwrap_or(0);
+            // Up to `concurrency` requests in flight: the service ingests on all its cores.
+            while in_flight.len() >= concurrency {
+                let report = in_flight.join_next().await.expect("non-empty")??;
+                tally(report, &mut accepted, &mut duplicates, &mut bad);
             }
+            let (target, retry) = (target.clone(), a.retry_seconds);
+            in_flight.spawn(async move { target.send(body, retry).await });
         }
         sent += batch.num_rows() as u64;
         if last_report.elapsed() >= Duration::from_secs(5) {
@@ -388,9 +388,12 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             last_report = Instant::now();
         }
     }
+    while let Some(report) = in_flight.join_next().await {
+        tally(report??, &mut accepted, &mut duplicates, &mut bad);
+    }
     reader.await??;
     let secs = t0.elapsed().as_secs_f64();
-    if matches!(target, Target::Http { .. }) {
+    if matches!(*target, Target::Http { .. }) {
         crate::say!(
             "replayed {sent} exchanges in {secs:.1} s ({:.0}/s): {accepted} accepted, {duplicates} already counted, {bad} refused",
             sent as f64 / secs.max(1e-9)
@@ -403,6 +406,20 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds one acknowledgement's counts (HTTP reports them; JetStream acks carry none).
+fn tally(
+    report: Option<serde_json::Value>,
+    accepted: &mut u64,
+    duplicates: &mut u64,
+    bad: &mut u64,
+) {
+    if let Some(r) = report {
+        *accepted += r["accepted"].as_u64().unwrap_or(0);
+        *duplicates += r["duplicates"].as_u64().unwrap_or(0);
+        *bad += r["bad"].as_u64().unwrap_or(0);
+    }
 }
 
 /// Where `replay` sends batches.

@@ -19,33 +19,27 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
-use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use arrow::compute::{concat_batches, interleave};
+use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
 use dg_contract::{Diagnostics, Table, discover, read_table};
-use dg_engine::{Engine, Inputs};
 use dg_serve::decide::Action;
 use dg_serve::{ServeFile, Service};
 
 fn open(root: &Path, state: &Path, file: &ServeFile) -> Arc<Service> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (facts, releases) = rt.block_on(async {
-        let inputs = Inputs {
-            exchanges: Vec::new(),
-            accounts: vec![root.join("accounts.parquet")],
-            model_releases: vec![root.join("model_releases.parquet")],
-            labels: Vec::new(),
-        };
-        let diag = Arc::new(Diagnostics::new(state.join("q.jsonl")));
-        let engine = Engine::open(&inputs, Default::default(), diag).unwrap();
-        (
-            dg_detect::analyze::load_facts(&engine).await.unwrap(),
-            dg_detect::analyze::load_releases(&engine).await.unwrap(),
-        )
-    });
+    let (facts, releases) = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(dg_serve::service::load_tables(
+            &[root.join("accounts.parquet")],
+            &[root.join("model_releases.parquet")],
+            &state.join("tables-quarantine.jsonl"),
+        ))
+        .unwrap();
     Service::open(state, file, facts, releases, Default::default()).unwrap()
 }
 
-/// All exchanges in time order, as batches of `rows`.
+/// All exchanges in time order, as batches of `rows` (gathered from the read batches by a
+/// sorted index, so no single array has to hold all the text).
 fn in_time_order(root: &Path, rows: usize) -> Vec<RecordBatch> {
     let files = discover(&root.join("exchanges")).unwrap();
     let batches = read_table(
@@ -55,13 +49,25 @@ fn in_time_order(root: &Path, rows: usize) -> Vec<RecordBatch> {
         &Diagnostics::new("/dev/null"),
     )
     .unwrap();
-    let all = concat_batches(&Table::Exchanges.schema(), &batches).unwrap();
-    drop(batches);
-    let order = sort_to_indices(all.column(0), None, None).unwrap();
-    let all = take_record_batch(&all, &order).unwrap();
-    (0..all.num_rows())
-        .step_by(rows)
-        .map(|i| all.slice(i, rows.min(all.num_rows() - i)))
+    let mut keys: Vec<(i64, usize, usize)> = Vec::new();
+    for (bi, b) in batches.iter().enumerate() {
+        let ts = b.column(0).as_primitive::<TimestampMicrosecondType>();
+        keys.extend((0..b.num_rows()).map(|r| (ts.value(r), bi, r)));
+    }
+    keys.sort_unstable();
+    let schema = Table::Exchanges.schema();
+    keys.chunks(rows)
+        .map(|chunk| {
+            let idx: Vec<(usize, usize)> = chunk.iter().map(|&(_, b, r)| (b, r)).collect();
+            let columns = (0..schema.fields().len())
+                .map(|c| {
+                    let cols: Vec<&dyn arrow::array::Array> =
+                        batches.iter().map(|b| b.column(c).as_ref()).collect();
+                    interleave(&cols, &idx).unwrap()
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        })
         .collect()
 }
 

@@ -76,6 +76,38 @@ pub struct Service {
     pub recovered: Recovered,
 }
 
+/// Account facts and model releases from the contract's `accounts` and `model_releases`
+/// files (either may be empty), read with the batch reader; bad records go to `quarantine`.
+pub async fn load_tables(
+    accounts: &[PathBuf],
+    releases: &[PathBuf],
+    quarantine: &Path,
+) -> Result<(HashMap<String, AccountFacts>, Vec<Release>), String> {
+    let inputs = dg_engine::Inputs {
+        exchanges: Vec::new(),
+        accounts: accounts.to_vec(),
+        model_releases: releases.to_vec(),
+        labels: Vec::new(),
+    };
+    let diag = Arc::new(Diagnostics::new(quarantine));
+    let engine = dg_engine::Engine::open(&inputs, Default::default(), diag.clone())
+        .map_err(|e| e.to_string())?;
+    let facts = dg_detect::analyze::load_facts(&engine)
+        .await
+        .map_err(|e| e.to_string())?;
+    let releases = dg_detect::analyze::load_releases(&engine)
+        .await
+        .map_err(|e| e.to_string())?;
+    diag.flush().map_err(|e| e.to_string())?;
+    if let Some(n) = Some(diag.report().bad_total()).filter(|&n| n > 0) {
+        tracing::warn!(
+            "{n} bad records in the accounts/releases tables (see {})",
+            quarantine.display()
+        );
+    }
+    Ok((facts, releases))
+}
+
 impl Service {
     /// Opens the state directory (recovering from its checkpoint and log) and judges the
     /// recovered accounts once, so decisions are available at once.

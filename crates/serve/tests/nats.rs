@@ -2,13 +2,13 @@
 //! DG_NATS_URL): events consumed from a durable consumer with explicit acks, decisions
 //! written to a key-value bucket, a restarted service resuming without counting twice.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use dg_contract::{Diagnostics, ReadOptions, Table, discover, read_table};
-use dg_engine::{Engine, Inputs};
 use dg_serve::config::NatsConfig;
 use dg_serve::http::ARROW_STREAM;
 use dg_serve::{ServeFile, Service};
@@ -27,22 +27,15 @@ fn nats_url() -> Option<String> {
     }
 }
 
-fn open(root: &std::path::Path, state: &std::path::Path, file: &ServeFile) -> Arc<Service> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (facts, releases) = rt.block_on(async {
-        let inputs = Inputs {
-            exchanges: Vec::new(),
-            accounts: vec![root.join("accounts.parquet")],
-            model_releases: vec![root.join("model_releases.parquet")],
-            labels: Vec::new(),
-        };
-        let diag = Arc::new(Diagnostics::new(state.join("q.jsonl")));
-        let engine = Engine::open(&inputs, Default::default(), diag).unwrap();
-        (
-            dg_detect::analyze::load_facts(&engine).await.unwrap(),
-            dg_detect::analyze::load_releases(&engine).await.unwrap(),
-        )
-    });
+fn open(root: &Path, state: &Path, file: &ServeFile) -> Arc<Service> {
+    let (facts, releases) = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(dg_serve::service::load_tables(
+            &[root.join("accounts.parquet")],
+            &[root.join("model_releases.parquet")],
+            &state.join("tables-quarantine.jsonl"),
+        ))
+        .unwrap();
     Service::open(state, file, facts, releases, Default::default()).unwrap()
 }
 

@@ -36,13 +36,9 @@ fn simulate(scale: f64, seed: u64) -> Data {
     Data { _dir: dir, root }
 }
 
-fn inputs(root: &Path, with_exchanges: bool) -> Inputs {
+fn inputs(root: &Path) -> Inputs {
     Inputs {
-        exchanges: if with_exchanges {
-            vec![root.join("exchanges")]
-        } else {
-            Vec::new()
-        },
+        exchanges: vec![root.join("exchanges")],
         accounts: vec![root.join("accounts.parquet")],
         model_releases: vec![root.join("model_releases.parquet")],
         labels: Vec::new(),
@@ -59,15 +55,14 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Opens a service on `state` with the dataset's accounts and releases.
 fn open(root: &Path, state: &Path, file: &ServeFile) -> Arc<Service> {
-    let rt = runtime();
-    let (facts, releases) = rt.block_on(async {
-        let diag = Arc::new(Diagnostics::new(state.join("q.jsonl")));
-        let engine = Engine::open(&inputs(root, false), Default::default(), diag).unwrap();
-        (
-            dg_detect::analyze::load_facts(&engine).await.unwrap(),
-            dg_detect::analyze::load_releases(&engine).await.unwrap(),
-        )
-    });
+    let (facts, releases) = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(dg_serve::service::load_tables(
+            &[root.join("accounts.parquet")],
+            &[root.join("model_releases.parquet")],
+            &state.join("tables-quarantine.jsonl"),
+        ))
+        .unwrap();
     Service::open(state, file, facts, releases, Default::default()).unwrap()
 }
 
@@ -90,7 +85,7 @@ fn online_verdicts_equal_batch_verdicts() {
     let out = data.root.join("batch");
     runtime().block_on(async {
         let diag = Arc::new(Diagnostics::new(out.join("q.jsonl")));
-        let engine = Engine::open(&inputs(&data.root, true), Default::default(), diag).unwrap();
+        let engine = Engine::open(&inputs(&data.root), Default::default(), diag).unwrap();
         analyze(
             &engine,
             &Config::default(),
