@@ -365,3 +365,87 @@ fn nginx_auth_request_refuses_a_blocked_account_and_serves_a_benign_one() {
     let (status, _) = get_as(&port, &blocked);
     assert_eq!(status, 403, "blocked account {blocked}");
 }
+
+#[test]
+fn replay_through_nats_jetstream_reaches_the_service() {
+    let Ok(url) = std::env::var("DG_NATS_URL") else {
+        assert!(
+            std::env::var("DG_REQUIRE_CLIENTS").is_err(),
+            "DG_NATS_URL not set (scripts/test.sh starts nats-server)"
+        );
+        eprintln!("skipped: DG_NATS_URL not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(
+        bin()
+            .args(["simulate", "--scenario", "small", "--scale", "0.1", "--out"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Names of this run only, so runs sharing a server never meet.
+    let tag = format!("cli{}", std::process::id());
+    let config = dir.path().join("dg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[serve]\nfsync = false\n[serve.nats]\nurl = \"{url}\"\nstream = \"DG_{tag}\"\n\
+             subjects = [\"{tag}.>\"]\ndecisions_bucket = \"dg_{tag}\"\n"
+        ),
+    )
+    .unwrap();
+    let addr = free_port();
+    let _s = serve(&dir.path().join("state"), &addr, &config, &data);
+    let ok = bin()
+        .arg("replay")
+        .arg(&data)
+        .args(["--to", &url, "--subject", &format!("{tag}.replay")])
+        .arg("--quarantine")
+        .arg(dir.path().join("q.jsonl"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let files = std::fs::read_dir(data.join("exchanges")).unwrap().count();
+    assert!(files > 0);
+    // Every exchange arrives once through the stream.
+    let expected: u64 = {
+        let out = bin()
+            .args([
+                "sql",
+                "SELECT count(*) AS n FROM exchanges",
+                "--format",
+                "csv",
+                "--exchanges",
+            ])
+            .arg(data.join("exchanges"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let t0 = Instant::now();
+    loop {
+        let n = json(&addr, "GET", "/healthz")["exchanges"]
+            .as_u64()
+            .unwrap();
+        if n == expected {
+            break;
+        }
+        assert!(n < expected, "{n} counted, {expected} sent");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{n} of {expected} arrived"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
