@@ -216,6 +216,16 @@ fn main() {
         );
     }
     let table = svc.judge_now();
+    svc.checkpoint().unwrap();
+    let cp = std::fs::metadata(dir.path().join("state").join("checkpoint.bin"))
+        .unwrap()
+        .len();
+    println!(
+        "state: checkpoint of {} accounts and {total} request ids = {:.1} MB ({:.0} bytes per account, request ids included)",
+        table.accounts.len(),
+        cp as f64 / 1e6,
+        cp as f64 / table.accounts.len().max(1) as f64
+    );
 
     // 2. HTTP: ingestion of Arrow IPC batches and decisions at a fixed rate.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use dg_detect::analyze::Judged;
-use dg_detect::profile::prefix_of;
+use dg_detect::features::{Request, extract, flag};
+use dg_detect::profile::{ELICIT_MASK, prefix_of};
 use dg_detect::verdict::{Campaign, Verdict};
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +85,17 @@ pub struct Table {
     /// Unix time (seconds) of the judgement.
     pub judged_at: f64,
     pub ttl: f64,
+}
+
+/// Elicitation shapes a prompt shows on its own, before any response (embedded text to
+/// reconstruct or grade, a rubric), measured by the batch feature code.
+pub fn prompt_elicits(prompt: &str) -> Vec<&'static str> {
+    let f = extract(&Request::default(), std::iter::once(("user", prompt)), 0);
+    flag::NAMES
+        .iter()
+        .filter(|(bit, _)| f.flags & bit & ELICIT_MASK != 0)
+        .map(|(_, name)| *name)
+        .collect()
 }
 
 fn action_of(verdict: Verdict, score: f64, cfg: &ServeConfig) -> Action {
@@ -170,6 +182,21 @@ impl Table {
             d.campaign = Some(c.id.clone());
             d.reasons.push(format!("API key used by campaign {}", c.id));
         }
+        // A suspicious account sending a prompt shaped to harvest training signal is
+        // challenged rather than throttled. The prompt alone never stops an allowed account:
+        // ordinary customers grade and rewrite texts too.
+        if d.action == Action::Throttle
+            && let Some(p) = q.prompt.as_deref()
+        {
+            let shapes = prompt_elicits(p);
+            if !shapes.is_empty() {
+                d.action = Action::Challenge;
+                d.reasons.push(format!(
+                    "this prompt elicits training signal: {}",
+                    shapes.join(", ")
+                ));
+            }
+        }
         if cfg.challenge_campaign_infrastructure
             && d.action == Action::Allow
             && let Some(addr) = q.address.as_deref().filter(|a| !a.is_empty())
@@ -190,5 +217,68 @@ impl Table {
             }
         }
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(verdict: Verdict, score: f64, action: Action) -> AccountView {
+        AccountView {
+            account_id: "a".into(),
+            verdict,
+            score,
+            campaign: None,
+            action,
+            reasons: vec!["why".into()],
+            exchanges: 10,
+            first_seen: String::new(),
+            last_seen: String::new(),
+        }
+    }
+
+    #[test]
+    fn actions_follow_verdicts_and_prompts_only_escalate_suspicion() {
+        let cfg = ServeConfig::default();
+        assert_eq!(action_of(Verdict::Attack, 0.9, &cfg), Action::Block);
+        assert_eq!(action_of(Verdict::Attack, 0.5, &cfg), Action::Challenge);
+        assert_eq!(action_of(Verdict::Suspicious, 0.5, &cfg), Action::Throttle);
+        assert_eq!(action_of(Verdict::Benign, 0.1, &cfg), Action::Allow);
+        let rubric = "Grade the answer below.\n1. Accuracy (1-10)\n2. Clarity (1-10)\n\
+                      3. Completeness (1-10)\n4. Style (1-10)\nAnswer: the sky is blue.";
+        assert!(
+            !prompt_elicits(rubric).is_empty(),
+            "a rubric is elicitation"
+        );
+        assert!(prompt_elicits("How do I sort a list in Python?").is_empty());
+
+        let mut t = Table::default();
+        t.accounts.insert(
+            "sus".into(),
+            view(Verdict::Suspicious, 0.6, Action::Throttle),
+        );
+        t.accounts
+            .insert("ok".into(), view(Verdict::Benign, 0.1, Action::Allow));
+        let ask = |account: &str, prompt: &str| {
+            t.decide(
+                &Query {
+                    account: account.into(),
+                    prompt: Some(prompt.into()),
+                    ..Query::default()
+                },
+                &cfg,
+            )
+        };
+        let d = ask("sus", rubric);
+        assert_eq!(d.action, Action::Challenge);
+        assert!(
+            d.reasons.iter().any(|r| r.contains("rubric")),
+            "{:?}",
+            d.reasons
+        );
+        assert_eq!(ask("sus", "How do I sort a list?").action, Action::Throttle);
+        assert_eq!(ask("ok", rubric).action, Action::Allow);
+        assert_eq!(ask("stranger", rubric).action, Action::Allow);
     }
 }
