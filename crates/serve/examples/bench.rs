@@ -216,6 +216,42 @@ fn main() {
         );
     }
     let table = svc.judge_now();
+    // Agreement with batch `analyze` on the same files.
+    let out = dir.path().join("batch");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let inputs = dg_engine::Inputs {
+            exchanges: vec![root.join("exchanges")],
+            accounts: vec![root.join("accounts.parquet")],
+            model_releases: vec![root.join("model_releases.parquet")],
+            labels: Vec::new(),
+        };
+        let diag = Arc::new(Diagnostics::new(out.join("q.jsonl")));
+        let engine = dg_engine::Engine::open(&inputs, Default::default(), diag).unwrap();
+        dg_detect::analyze(
+            &engine,
+            &dg_detect::Config::default(),
+            &out,
+            &Default::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    });
+    let batch = dg_detect::eval::read_result(&out).unwrap();
+    let agree = batch
+        .iter()
+        .filter(|(id, r)| {
+            table.accounts.get(*id).is_some_and(|a| {
+                a.verdict.as_str() == r.verdict
+                    && a.campaign.clone().unwrap_or_default() == r.campaign
+            })
+        })
+        .count();
+    println!(
+        "agreement with batch analyze after the replay: {agree} of {} accounts ({:.2}%; target >= 99%)",
+        batch.len(),
+        100.0 * agree as f64 / batch.len().max(1) as f64
+    );
     svc.checkpoint().unwrap();
     let cp = std::fs::metadata(dir.path().join("state").join("checkpoint.bin"))
         .unwrap()
