@@ -313,7 +313,14 @@ impl Service {
             exchanges,
             &self.serve,
         ));
-        *self.table.write().unwrap() = table.clone();
+        {
+            // Two judgements can overlap (the background one and `POST /v1/judge`): the one
+            // that saw fewer exchanges never replaces a newer table.
+            let mut current = self.table.write().unwrap();
+            if table.exchanges >= current.exchanges {
+                *current = table.clone();
+            }
+        }
         self.judgements.fetch_add(1, Ordering::Relaxed);
         self.metrics.judgements.inc();
         self.metrics.judge_seconds.set(t0.elapsed().as_secs_f64());
