@@ -114,10 +114,15 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             cfg.url,
             cfg.decisions_bucket
         );
+        // Reconnects after any failure (server restart, network): the durable consumer
+        // resumes where acknowledgements stopped.
         tokio::spawn(async move {
-            if let Err(e) = dg_serve::nats::run(svc, cfg).await {
-                tracing::error!("{e}");
-                eprintln!("error: {e}");
+            loop {
+                match dg_serve::nats::run(svc.clone(), cfg.clone()).await {
+                    Ok(()) => eprintln!("NATS: consumer ended; reconnecting in 2 s"),
+                    Err(e) => eprintln!("error: {e}; reconnecting in 2 s"),
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
         });
     }
@@ -191,7 +196,8 @@ fn ordered_batches(
         let (diag, dedup, opts) = (diag.clone(), dedup.clone(), opts.clone());
         let handle = std::thread::spawn(move || {
             read_file(Table::Exchanges, &f, &opts, &diag, &dedup, &mut |b| {
-                if tx.send(b).is_ok() {
+                // A batch whose rows were all repeats arrives empty: nothing to merge.
+                if b.num_rows() == 0 || tx.send(b).is_ok() {
                     ControlFlow::Continue(())
                 } else {
                     ControlFlow::Break(())

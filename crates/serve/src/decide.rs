@@ -90,7 +90,16 @@ pub struct Table {
 /// Elicitation shapes a prompt shows on its own, before any response (embedded text to
 /// reconstruct or grade, a rubric), measured by the batch feature code.
 pub fn prompt_elicits(prompt: &str) -> Vec<&'static str> {
-    let f = extract(&Request::default(), std::iter::once(("user", prompt)), 0);
+    // The first 32 KiB show a prompt's shape; a huge body must not stall a gateway thread.
+    let mut end = prompt.len().min(32 << 10);
+    while !prompt.is_char_boundary(end) {
+        end -= 1;
+    }
+    let f = extract(
+        &Request::default(),
+        std::iter::once(("user", &prompt[..end])),
+        0,
+    );
     flag::NAMES
         .iter()
         .filter(|(bit, _)| f.flags & bit & ELICIT_MASK != 0)

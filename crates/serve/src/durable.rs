@@ -61,6 +61,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 pub struct Log {
     dir: PathBuf,
     file: File,
+    /// Held for the life of the log: one process per state directory.
+    _lock: File,
     fsync: bool,
     buf: Vec<u8>,
 }
@@ -81,6 +83,19 @@ impl Log {
     pub fn open(dir: &Path, fsync: bool) -> Result<(Log, State, Recovered), String> {
         let ctx = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
         fs::create_dir_all(dir).map_err(|e| ctx("cannot create", dir, e))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| ctx("cannot open", &lock_path, e))?;
+        if lock.try_lock().is_err() {
+            return Err(format!(
+                "{} is in use by another distillguard process",
+                dir.display()
+            ));
+        }
         let cp = dir.join(CHECKPOINT);
         let mut rec = Recovered::default();
         let mut state = match fs::read(&cp) {
@@ -135,10 +150,12 @@ impl Log {
             .append(true)
             .open(&path)
             .map_err(|e| ctx("cannot open", &path, e))?;
+        sync_dir(dir).map_err(|e| ctx("cannot sync", dir, e))?;
         Ok((
             Log {
                 dir: dir.to_path_buf(),
                 file,
+                _lock: lock,
                 fsync,
                 buf: Vec::new(),
             },
@@ -180,6 +197,7 @@ impl Log {
         self.file.sync_all()?;
         let path = self.dir.join(log_name(state.log_seq + 1));
         self.file = OpenOptions::new().create(true).append(true).open(&path)?;
+        sync_dir(&self.dir)?;
         Ok(bytes)
     }
 
@@ -303,6 +321,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, mut st, _) = Log::open(dir.path(), false).unwrap();
         apply(&mut log, &mut st, "acct-9", &["x", "y", "z"]);
+        // One process per state directory.
+        let e = Log::open(dir.path(), false).err().unwrap();
+        assert!(e.contains("in use"), "{e}");
+        drop(log);
         let mut bytes = Vec::new();
         st.encode(&mut bytes);
         let back = State::decode(&bytes).unwrap();

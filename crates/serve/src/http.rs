@@ -287,12 +287,21 @@ async fn metrics(State(app): State<App>) -> Response {
 async fn healthz(State(app): State<App>) -> Response {
     let (exchanges, judgements) = app.svc.counts();
     let t = app.svc.table();
-    axum::Json(json!({
-        "status": "ok",
-        "exchanges": exchanges,
-        "judgements": judgements,
-        "accounts_judged": t.accounts.len(),
-        "campaigns": t.campaigns.len(),
-    }))
-    .into_response()
+    let failed = app.svc.failed();
+    let status = if failed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        axum::Json(json!({
+            "status": if failed { "failed: a log write failed, restart to recover" } else { "ok" },
+            "exchanges": exchanges,
+            "judgements": judgements,
+            "accounts_judged": t.accounts.len(),
+            "campaigns": t.campaigns.len(),
+        })),
+    )
+        .into_response()
 }

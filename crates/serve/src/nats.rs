@@ -97,10 +97,15 @@ pub async fn run(svc: Arc<Service>, cfg: NatsConfig) -> Result<(), NatsError> {
                 .map_err(|e| err("key-value bucket", e))?
         }
     };
-    let publisher = tokio::spawn(publish_decisions(svc.clone(), bucket));
-    let result = consume(svc, consumer).await;
-    publisher.abort();
-    result
+    // Stops with this function, also when its future is dropped (aborted).
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _publisher = AbortOnDrop(tokio::spawn(publish_decisions(svc.clone(), bucket)));
+    consume(svc, consumer).await
 }
 
 async fn consume(svc: Arc<Service>, consumer: consumer::PullConsumer) -> Result<(), NatsError> {
@@ -129,7 +134,7 @@ async fn consume(svc: Arc<Service>, consumer: consumer::PullConsumer) -> Result<
             }
         })
         .await
-        .map_err(|e| err("ingest task", e))?;
+        .unwrap_or_else(|e| Err(ServeError::Storage(format!("ingest task failed: {e}"))));
         match outcome {
             Ok(report) => {
                 if report.bad > 0 {
@@ -139,12 +144,17 @@ async fn consume(svc: Arc<Service>, consumer: consumer::PullConsumer) -> Result<
                         report.received
                     );
                 }
-                msg.ack().await.map_err(|e| err("ack", e))?;
+                // A lost ack only means a redelivery, which counts nothing twice.
+                if let Err(e) = msg.ack().await {
+                    tracing::warn!("NATS ack of message {position}: {e}");
+                }
             }
             Err(ServeError::BadRequest(m)) => {
                 // Not exchange records at all: quarantine would need records; say so, ack.
                 tracing::error!("NATS message {position} refused: {m}");
-                msg.ack().await.map_err(|e| err("ack", e))?;
+                if let Err(e) = msg.ack().await {
+                    tracing::warn!("NATS ack of message {position}: {e}");
+                }
             }
             Err(e) => {
                 // Storage trouble: leave it unacknowledged; JetStream redelivers it.
@@ -193,11 +203,13 @@ async fn publish_decisions(svc: Arc<Service>, bucket: kv::Store) {
                 now.remove(id);
             }
         }
-        for id in published.keys() {
+        for (id, action) in &published {
             if !now.contains_key(id)
                 && let Err(e) = bucket.delete(kv_key(id)).await
             {
+                // Kept as published, so the delete is tried again after the next judgement.
                 tracing::warn!("NATS KV delete {id}: {e}");
+                now.insert(id.clone(), *action);
             }
         }
         published = now;

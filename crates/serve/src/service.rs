@@ -66,6 +66,9 @@ pub struct Service {
     /// One checkpoint at a time: two interleaved ones could leave an older checkpoint on
     /// disk after the log it needs was removed.
     checkpointing: Mutex<()>,
+    /// Set when a log write failed: the state in memory may hold events the log does not,
+    /// so nothing more is acknowledged until a restart rebuilds the state from disk.
+    failed: AtomicBool,
     table: RwLock<Arc<decide::Table>>,
     facts: HashMap<String, AccountFacts>,
     releases: Vec<Release>,
@@ -134,6 +137,7 @@ impl Service {
             dir: dir.to_path_buf(),
             inner: Mutex::new(Inner { state, log }),
             checkpointing: Mutex::new(()),
+            failed: AtomicBool::new(false),
             table: RwLock::new(Arc::new(decide::Table::default())),
             facts,
             releases,
@@ -263,6 +267,13 @@ impl Service {
     pub fn ingest_events(&self, events: &[u8], stream: u64) -> Result<Applied, ServeError> {
         let (applied, syncer) = {
             let mut g = self.inner.lock().unwrap();
+            if self.failed.load(Ordering::Acquire) {
+                return Err(ServeError::Storage(
+                    "an earlier write-ahead log write failed: restart the service to recover \
+                     from its state directory"
+                        .into(),
+                ));
+            }
             let Inner { state, log } = &mut *g;
             let (kept, n) = state
                 .apply(events)
@@ -271,14 +282,17 @@ impl Service {
             if !kept.is_empty() || stream > state.stream_seq {
                 state.log_seq += 1;
                 state.stream_seq = state.stream_seq.max(stream);
-                log.append(state.log_seq, stream, &kept)
-                    .map_err(|e| ServeError::Storage(format!("log: {e}")))?;
+                if let Err(e) = log.append(state.log_seq, stream, &kept) {
+                    self.failed.store(true, Ordering::Release);
+                    return Err(ServeError::Storage(format!("log: {e}")));
+                }
             }
             (n, log.syncer())
         };
-        if let Some(f) = syncer.map_err(|e| ServeError::Storage(e.to_string()))? {
-            f.sync_data()
-                .map_err(|e| ServeError::Storage(format!("log sync: {e}")))?;
+        let synced = syncer.and_then(|f| f.map_or(Ok(()), |f| f.sync_data()));
+        if let Err(e) = synced {
+            self.failed.store(true, Ordering::Release);
+            return Err(ServeError::Storage(format!("log sync: {e}")));
         }
         self.metrics.events.inc_by(applied.accepted);
         self.metrics.duplicates.inc_by(applied.duplicates);
@@ -349,14 +363,24 @@ impl Service {
                         && since >= svc.serve.relink_every_exchanges;
                     let by_time =
                         since > 0 && last_judge.elapsed().as_secs_f64() >= svc.serve.relink_seconds;
+                    // A failure in one round is logged; the thread carries on.
+                    let guard = |what: &str, f: &mut dyn FnMut()| {
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+                            tracing::error!("{what} panicked; retrying next round");
+                        }
+                    };
                     if by_count || by_time {
-                        svc.judge_now();
+                        guard("judgement", &mut || {
+                            svc.judge_now();
+                        });
                         last_judge = Instant::now();
                     }
                     if last_checkpoint.elapsed().as_secs_f64() >= svc.serve.checkpoint_seconds {
-                        if let Err(e) = svc.checkpoint() {
-                            tracing::error!("{e}");
-                        }
+                        guard("checkpoint", &mut || {
+                            if let Err(e) = svc.checkpoint() {
+                                tracing::error!("{e}");
+                            }
+                        });
                         last_checkpoint = Instant::now();
                     }
                 }
@@ -370,6 +394,11 @@ impl Service {
     /// Writes a checkpoint of the whole state and drops the log it covers.
     pub fn checkpoint(&self) -> Result<(), ServeError> {
         let _one = self.checkpointing.lock().unwrap();
+        if self.failed.load(Ordering::Acquire) {
+            return Err(ServeError::Storage(
+                "no checkpoint after a failed log write: restart the service".into(),
+            ));
+        }
         let bytes = {
             let mut g = self.inner.lock().unwrap();
             let Inner { state, log } = &mut *g;
@@ -388,6 +417,11 @@ impl Service {
 
     pub fn decide(&self, q: &Query) -> Decision {
         self.table().decide(q, &self.serve)
+    }
+
+    /// Whether a log write failed (ingest refused until a restart).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// Judgements made so far (changes when a new decision table is published).

@@ -325,7 +325,9 @@ impl State {
             s.accounts.insert(name.to_string(), p);
         }
         let n = r.u64().map_err(bad)?;
-        s.seen.reserve(n as usize);
+        // A count from a damaged file must not drive a huge allocation.
+        s.seen
+            .reserve((n as usize).min(buf.len().saturating_sub(r.at) / 8));
         for _ in 0..n {
             s.seen.insert(r.u64().map_err(bad)?);
         }

@@ -182,6 +182,12 @@ fn jetstream_events_in_decisions_out() {
         assert_eq!(v["action"], "block");
         assert!(!v["reasons"].as_array().unwrap().is_empty());
         task.abort();
+        let _ = task.await;
+        // Every task holding the service has stopped: the state directory is free again.
+        wait_for("the service to be released", 20, || {
+            Arc::strong_count(&svc) == 1
+        })
+        .await;
     });
     drop(svc);
 
