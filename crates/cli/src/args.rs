@@ -128,6 +128,11 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_rows: u32,
 
+    /// Largest HTTP request; batches are split to fit (keep it under the service's
+    /// `max_body_bytes`, 64 MiB by default).
+    #[arg(long, default_value_t = 32 << 20)]
+    pub max_request_bytes: usize,
+
     /// Requests in flight at once (ordering between them is not kept: at most this many
     /// batches arrive out of time order).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]

@@ -333,6 +333,7 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             client: reqwest::Client::new(),
             events: format!("{url}/v1/events"),
             token: token(a.token_file.as_deref())?,
+            max_request: a.max_request_bytes.max(1024),
         }
     } else if url.starts_with("nats://") {
         let client = async_nats::connect(&url)
@@ -434,6 +435,7 @@ enum Target {
         client: reqwest::Client,
         events: String,
         token: Option<String>,
+        max_request: usize,
     },
     Nats {
         js: async_nats::jetstream::Context,
@@ -443,10 +445,10 @@ enum Target {
 }
 
 impl Target {
-    /// Largest message: the NATS server's `max_payload`; HTTP bodies are cut at 32 MiB.
+    /// Largest message: the NATS server's `max_payload`, or `--max-request-bytes` for HTTP.
     fn max_message(&self) -> usize {
         match self {
-            Target::Http { .. } => 32 << 20,
+            Target::Http { max_request, .. } => *max_request,
             Target::Nats { max_payload, .. } => *max_payload,
         }
     }
@@ -467,6 +469,7 @@ impl Target {
                     client,
                     events,
                     token,
+                    ..
                 } => {
                     let mut req = client
                         .post(events)
@@ -477,6 +480,13 @@ impl Target {
                     }
                     match req.send().await {
                         Ok(r) if r.status().is_success() => return Ok(Some(r.json().await?)),
+                        Ok(r) if r.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE => {
+                            bail!(
+                                "{events}: 413: a {} byte request is above the service's \
+                                 max_body_bytes; lower --max-request-bytes",
+                                body.len()
+                            );
+                        }
                         Ok(r) if r.status().is_client_error() => {
                             let status = r.status();
                             bail!("{events}: {status}: {}", r.text().await.unwrap_or_default());
