@@ -19,15 +19,23 @@ use crate::args::{AnalyzeArgs, CheckFormat, DemoArgs, EvalArgs, SimFormat, Simul
 use crate::fmt::{bad_records_note, count};
 use crate::progress::{ReadProgress, StageProgress};
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+/// A TOML config file read with `parse`, or the defaults when no file is given.
+pub(crate) fn load_toml<T: Default, E: std::fmt::Display>(
+    path: Option<&Path>,
+    parse: fn(&str) -> Result<T, E>,
+) -> anyhow::Result<T> {
     match path {
-        None => Ok(Config::default()),
+        None => Ok(T::default()),
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
         }
     }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    load_toml(path, Config::from_toml)
 }
 
 pub async fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {

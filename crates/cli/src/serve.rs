@@ -18,14 +18,7 @@ use dg_serve::{ServeFile, Service};
 use crate::args::{ReplayArgs, ServeArgs};
 
 fn load_serve_config(path: Option<&Path>) -> anyhow::Result<ServeFile> {
-    match path {
-        None => Ok(ServeFile::default()),
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            ServeFile::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-        }
-    }
+    crate::analyze::load_toml(path, ServeFile::from_toml)
 }
 
 /// The bearer token: `DISTILLGUARD_TOKEN`, else the first line of `--token-file`.

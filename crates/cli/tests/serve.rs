@@ -13,13 +13,19 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_distillguard"))
 }
 
-/// A minimal HTTP/1.1 client: (status, body).
-fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+/// A minimal HTTP/1.1 client: (status, body). `headers`: extra lines, each ending in \r\n.
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{headers}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut out = String::new();
@@ -31,6 +37,39 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u1
         .unwrap_or(0);
     let body = out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
     Ok((status, body))
+}
+
+fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    request(addr, method, path, "", body)
+}
+
+/// Simulates the `small` scenario at `scale` into `DIR/data`.
+fn simulate(dir: &Path, scale: &str) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let ok = bin()
+        .args(["simulate", "--scenario", "small", "--scale", scale, "--out"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    data
+}
+
+/// A real client or server the test needs, from the environment scripts/test.sh sets up;
+/// `None` (skip) only when the run does not require them.
+fn required(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            assert!(
+                std::env::var("DG_REQUIRE_CLIENTS").is_err(),
+                "{var} not set (scripts/test.sh sets up nats-server and nginx)"
+            );
+            eprintln!("skipped: {var} not set");
+            None
+        }
+    }
 }
 
 fn json(addr: &str, method: &str, path: &str) -> serde_json::Value {
@@ -116,21 +155,7 @@ fn final_state(addr: &str, accounts: &[String]) -> (u64, BTreeMap<String, (Strin
 #[test]
 fn killed_mid_replay_resumes_with_nothing_lost_or_doubled() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let ok = bin()
-        .args([
-            "simulate",
-            "--scenario",
-            "small",
-            "--scale",
-            "0.15",
-            "--out",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let data = simulate(dir.path(), "0.15");
     let truth = std::fs::read_to_string(data.join("truth.csv")).unwrap();
     let accounts: Vec<String> = truth
         .lines()
@@ -237,53 +262,23 @@ http {{
 }
 
 fn get_as(addr: &str, account: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /v1/chat HTTP/1.1\r\nhost: x\r\nx-account-id: {account}\r\nconnection: close\r\n\r\n"
+    request(
+        addr,
+        "GET",
+        "/v1/chat",
+        &format!("x-account-id: {account}\r\n"),
+        "",
     )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string(),
-    )
+    .unwrap()
 }
 
 #[test]
 fn nginx_auth_request_refuses_a_blocked_account_and_serves_a_benign_one() {
-    let Ok(nginx) = std::env::var("DG_NGINX") else {
-        assert!(
-            std::env::var("DG_REQUIRE_CLIENTS").is_err(),
-            "DG_NGINX not set (scripts/test.sh installs nginx)"
-        );
-        eprintln!("skipped: DG_NGINX not set");
+    let Some(nginx) = required("DG_NGINX") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    assert!(
-        bin()
-            .args([
-                "simulate",
-                "--scenario",
-                "small",
-                "--scale",
-                "0.15",
-                "--out"
-            ])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    let data = simulate(dir.path(), "0.15");
     let config = dir.path().join("dg.toml");
     std::fs::write(&config, "[serve]\nfsync = false\n").unwrap();
     let service = free_port();
@@ -368,25 +363,11 @@ fn nginx_auth_request_refuses_a_blocked_account_and_serves_a_benign_one() {
 
 #[test]
 fn replay_through_nats_jetstream_reaches_the_service() {
-    let Ok(url) = std::env::var("DG_NATS_URL") else {
-        assert!(
-            std::env::var("DG_REQUIRE_CLIENTS").is_err(),
-            "DG_NATS_URL not set (scripts/test.sh starts nats-server)"
-        );
-        eprintln!("skipped: DG_NATS_URL not set");
+    let Some(url) = required("DG_NATS_URL") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    assert!(
-        bin()
-            .args(["simulate", "--scenario", "small", "--scale", "0.1", "--out"])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    let data = simulate(dir.path(), "0.1");
     // Names of this run only, so runs sharing a server never meet.
     let tag = format!("cli{}", std::process::id());
     let config = dir.path().join("dg.toml");

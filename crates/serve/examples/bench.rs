@@ -15,40 +15,24 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
 use arrow::compute::{concat_batches, interleave};
 use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
-use dg_contract::{Diagnostics, Table, discover, read_table};
+use dg_contract::{Diagnostics, Table};
+use dg_serve::ServeFile;
 use dg_serve::decide::Action;
-use dg_serve::{ServeFile, Service};
 
-fn open(root: &Path, state: &Path, file: &ServeFile) -> Arc<Service> {
-    let (facts, releases) = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(dg_serve::service::load_tables(
-            &[root.join("accounts.parquet")],
-            &[root.join("model_releases.parquet")],
-            &state.join("tables-quarantine.jsonl"),
-        ))
-        .unwrap();
-    Service::open(state, file, facts, releases, Default::default()).unwrap()
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{exchange_batches, ipc, open, simulate};
 
 /// All exchanges in time order, as batches of `rows` (gathered from the read batches by a
 /// sorted index, so no single array has to hold all the text).
 fn in_time_order(root: &Path, rows: usize) -> Vec<RecordBatch> {
-    let files = discover(&root.join("exchanges")).unwrap();
-    let batches = read_table(
-        Table::Exchanges,
-        &files,
-        &Default::default(),
-        &Diagnostics::new("/dev/null"),
-    )
-    .unwrap();
+    let batches = exchange_batches(root, 8192);
     let mut keys: Vec<(i64, usize, usize)> = Vec::new();
     for (bi, b) in batches.iter().enumerate() {
         let ts = b.column(0).as_primitive::<TimestampMicrosecondType>();
@@ -84,21 +68,10 @@ fn main() {
     let scale: f64 = args.get(1).map_or(1.0, |s| s.parse().expect("SCALE"));
     let rate: f64 = args.get(2).map_or(20_000.0, |s| s.parse().expect("RATE"));
     let seconds: f64 = args.get(3).map_or(10.0, |s| s.parse().expect("SECONDS"));
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    let sc = dg_sim::Scenario::load(scenario).unwrap();
-    let seed = sc.seed;
     eprintln!("simulating {scenario} x{scale} …");
-    dg_sim::simulate(
-        sc,
-        scale,
-        seed,
-        &root,
-        dg_sim::OutFormat::Parquet,
-        2,
-        &AtomicU64::new(0),
-    )
-    .unwrap();
+    let data = simulate(scenario, scale, None);
+    let root = data.root.clone();
+    let dir = tempfile::tempdir().unwrap();
     let batches = in_time_order(&root, 1000);
     let total: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     println!("data: {scenario} x{scale}: {total} exchanges");
@@ -280,14 +253,7 @@ fn main() {
         let bodies: Vec<Vec<u8>> = batches
             .chunks(2)
             .map(|c| {
-                let b = concat_batches(&c[0].schema(), c).unwrap();
-                let mut out = Vec::new();
-                let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &b.schema())
-                    .unwrap();
-                w.write(&b).unwrap();
-                w.finish().unwrap();
-                drop(w);
-                out
+                ipc(&concat_batches(&c[0].schema(), c).unwrap())
             })
             .collect();
         let bodies = Arc::new(bodies);

@@ -2,16 +2,16 @@
 //! DG_NATS_URL): events consumed from a durable consumer with explicit acks, decisions
 //! written to a key-value bucket, a restarted service resuming without counting twice.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use dg_contract::{Diagnostics, ReadOptions, Table, discover, read_table};
+use dg_serve::ServeFile;
 use dg_serve::config::NatsConfig;
 use dg_serve::http::ARROW_STREAM;
-use dg_serve::{ServeFile, Service};
+
+mod common;
+use common::{exchange_batches, ipc, open, simulate};
 
 fn nats_url() -> Option<String> {
     match std::env::var("DG_NATS_URL") {
@@ -25,27 +25,6 @@ fn nats_url() -> Option<String> {
             None
         }
     }
-}
-
-fn open(root: &Path, state: &Path, file: &ServeFile) -> Arc<Service> {
-    let (facts, releases) = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(dg_serve::service::load_tables(
-            &[root.join("accounts.parquet")],
-            &[root.join("model_releases.parquet")],
-            &state.join("tables-quarantine.jsonl"),
-        ))
-        .unwrap();
-    Service::open(state, file, facts, releases, Default::default()).unwrap()
-}
-
-fn ipc(batch: &arrow::record_batch::RecordBatch) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
-    w.write(batch).unwrap();
-    w.finish().unwrap();
-    drop(w);
-    out
 }
 
 async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -62,30 +41,9 @@ async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 #[test]
 fn jetstream_events_in_decisions_out() {
     let Some(url) = nats_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    dg_sim::simulate(
-        dg_sim::Scenario::load("small").unwrap(),
-        0.1,
-        77,
-        &root,
-        dg_sim::OutFormat::Parquet,
-        2,
-        &AtomicU64::new(0),
-    )
-    .unwrap();
-    let files = discover(&root.join("exchanges")).unwrap();
-    let opts = ReadOptions {
-        batch_size: 150,
-        ..ReadOptions::default()
-    };
-    let batches = read_table(
-        Table::Exchanges,
-        &files,
-        &opts,
-        &Diagnostics::new("/dev/null"),
-    )
-    .unwrap();
+    let data = simulate("small", 0.1, Some(77));
+    let root = &data.root;
+    let batches = exchange_batches(root, 150);
     let total: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
 
     // Names of our own, so runs against one server never meet.
@@ -106,13 +64,13 @@ fn jetstream_events_in_decisions_out() {
         consumer: "distillguard".into(),
         decisions_bucket: format!("dg_{tag}"),
     };
-    let state = dir.path().join("state");
+    let state = root.with_file_name("state");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let svc = open(&root, &state, &file);
+    let svc = open(root, &state, &file);
     rt.block_on(async {
         let (s, cfg) = (svc.clone(), file.serve.nats.clone());
         let task = tokio::spawn(async move {
@@ -193,7 +151,7 @@ fn jetstream_events_in_decisions_out() {
 
     // Restart on the same state: the durable consumer resumes; re-published events count
     // nothing twice.
-    let svc = open(&root, &state, &file);
+    let svc = open(root, &state, &file);
     assert_eq!(svc.counts().0, total);
     rt.block_on(async {
         let task = tokio::spawn(dg_serve::nats::run(svc.clone(), file.serve.nats.clone()));

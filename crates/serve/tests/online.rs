@@ -5,36 +5,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
-use dg_contract::{Diagnostics, Table, discover, read_table};
+use dg_contract::Diagnostics;
 use dg_detect::verdict::Verdict;
 use dg_detect::{Config, analyze};
 use dg_engine::{Engine, Inputs};
+use dg_serve::ServeFile;
 use dg_serve::decide::{Action, Query};
-use dg_serve::{ServeFile, Service};
 
-struct Data {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-}
-
-fn simulate(scale: f64, seed: u64) -> Data {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    let sc = dg_sim::Scenario::load("small").unwrap();
-    dg_sim::simulate(
-        sc,
-        scale,
-        seed,
-        &root,
-        dg_sim::OutFormat::Parquet,
-        2,
-        &AtomicU64::new(0),
-    )
-    .unwrap();
-    Data { _dir: dir, root }
-}
+mod common;
+use common::{exchange_batches, ipc, open, simulate};
 
 fn inputs(root: &Path) -> Inputs {
     Inputs {
@@ -53,25 +33,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Opens a service on `state` with the dataset's accounts and releases.
-fn open(root: &Path, state: &Path, file: &ServeFile) -> Arc<Service> {
-    let (facts, releases) = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(dg_serve::service::load_tables(
-            &[root.join("accounts.parquet")],
-            &[root.join("model_releases.parquet")],
-            &state.join("tables-quarantine.jsonl"),
-        ))
-        .unwrap();
-    Service::open(state, file, facts, releases, Default::default()).unwrap()
-}
-
-fn exchange_batches(root: &Path) -> Vec<arrow::record_batch::RecordBatch> {
-    let files = discover(&root.join("exchanges")).unwrap();
-    let diag = Diagnostics::new("/dev/null");
-    read_table(Table::Exchanges, &files, &Default::default(), &diag).unwrap()
-}
-
 fn quiet() -> ServeFile {
     let mut f = ServeFile::default();
     f.serve.fsync = false;
@@ -80,7 +41,7 @@ fn quiet() -> ServeFile {
 
 #[test]
 fn online_verdicts_equal_batch_verdicts() {
-    let data = simulate(0.4, 4242);
+    let data = simulate("small", 0.4, Some(4242));
     // Batch.
     let out = data.root.join("batch");
     runtime().block_on(async {
@@ -100,7 +61,7 @@ fn online_verdicts_equal_batch_verdicts() {
     // Online: the same exchanges as event batches, in file order, each sent twice.
     let state = data.root.join("state");
     let svc = open(&data.root, &state, &quiet());
-    let batches = exchange_batches(&data.root);
+    let batches = exchange_batches(&data.root, 8192);
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     let mut accepted = 0;
     let mut duplicates = 0;
@@ -193,7 +154,7 @@ fn online_verdicts_equal_batch_verdicts() {
 
 #[test]
 fn http_api_token_refusals_and_metrics() {
-    let data = simulate(0.1, 99);
+    let data = simulate("small", 0.1, Some(99));
     let state = data.root.join("state");
     let svc = open(&data.root, &state, &quiet());
     let rt = runtime();
@@ -253,19 +214,12 @@ fn http_api_token_refusals_and_metrics() {
         assert_eq!(r.status(), 400);
 
         // Arrow IPC: the simulator's own batches.
-        let batch = exchange_batches(&data.root).remove(0);
-        let mut ipc = Vec::new();
-        {
-            let mut w =
-                arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &batch.schema()).unwrap();
-            w.write(&batch).unwrap();
-            w.finish().unwrap();
-        }
+        let batch = exchange_batches(&data.root, 8192).remove(0);
         let r = c
             .post(format!("{base}/v1/events"))
             .bearer_auth("s3cret")
             .header("content-type", dg_serve::http::ARROW_STREAM)
-            .body(ipc)
+            .body(ipc(&batch))
             .send()
             .await
             .unwrap();
@@ -342,7 +296,7 @@ fn http_api_token_refusals_and_metrics() {
 
 #[test]
 fn overload_answers_with_the_configured_decision() {
-    let data = simulate(0.05, 5);
+    let data = simulate("small", 0.05, Some(5));
     for (overload, status) in [("fail-open", 204), ("fail-closed", 403)] {
         let state = data.root.join(format!("state-{overload}"));
         let mut file = quiet();
