@@ -5,8 +5,8 @@
 //! when its `Content-Type` header says `application/vnd.apache.arrow.stream`. It is
 //! acknowledged only once its events are in the write-ahead log; a message redelivered after
 //! a crash is applied again, and the request-id set makes that count nothing twice. Records
-//! that break the contract are quarantined and the message is acknowledged (redelivery would
-//! not fix them); a storage failure leaves it unacknowledged, so it comes back.
+//! that break the contract — or a message that holds no readable records at all — are
+//! quarantined and the message is acknowledged (redelivery would not fix them); a storage failure leaves it unacknowledged, so it comes back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -150,8 +150,13 @@ async fn consume(svc: Arc<Service>, consumer: consumer::PullConsumer) -> Result<
                 }
             }
             Err(ServeError::BadRequest(m)) => {
-                // Not exchange records at all: quarantine would need records; say so, ack.
+                // Not exchange records at all: the whole message goes to the quarantine.
                 tracing::error!("NATS message {position} refused: {m}");
+                svc.quarantine_message(
+                    &format!("NATS {}#{position}", msg.subject),
+                    &m,
+                    &msg.payload,
+                );
                 if let Err(e) = msg.ack().await {
                     tracing::warn!("NATS ack of message {position}: {e}");
                 }

@@ -241,6 +241,27 @@ impl Service {
         }
     }
 
+    /// Quarantines a whole message that holds no readable records (a NATS message has no
+    /// sender to answer, so it is kept here with the reason instead of being dropped).
+    pub fn quarantine_message(&self, source: &str, detail: &str, raw: &[u8]) {
+        let reason = if std::str::from_utf8(raw).is_err() {
+            dg_contract::BadReason::InvalidUtf8
+        } else {
+            dg_contract::BadReason::InvalidJson
+        };
+        let _ = self.diag.add_bad(
+            Table::Exchanges,
+            Path::new(source),
+            Location::Line(1),
+            reason,
+            None,
+            detail,
+            dg_contract::diag::Raw::Bytes(raw),
+        );
+        let _ = self.diag.flush();
+        self.metrics.bad_events.inc();
+    }
+
     fn flush_refused(&self, report: &IngestReport) {
         if report.bad > 0 {
             let _ = self.diag.flush();

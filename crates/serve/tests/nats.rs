@@ -83,7 +83,8 @@ fn jetstream_events_in_decisions_out() {
         let client = async_nats::connect(&url).await.unwrap();
         let js = jetstream::new(client);
         // Wait for the service to create its stream, then publish every batch (Arrow IPC),
-        // one of them twice, and a JSON message with one bad record.
+        // one of them twice, a message that is not records at all and a JSON message with one
+        // bad record.
         let stream_name = file.serve.nats.stream.clone();
         let t0 = Instant::now();
         while js.get_stream(&stream_name).await.is_err() {
@@ -100,19 +101,31 @@ fn jetstream_events_in_decisions_out() {
                 .await
                 .unwrap();
         }
+        js.publish(subject.clone(), "[not json".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
         js.publish(subject.clone(), r#"{"ts":"not a time"}"#.into())
             .await
             .unwrap()
             .await
             .unwrap();
-        let published = batches.len() as u64 + 2;
+        let published = batches.len() as u64 + 3;
         wait_for("all events", 120, || {
             assert!(!task.is_finished(), "the NATS task stopped");
             svc.stream_position() >= published
         })
         .await;
         assert_eq!(svc.counts().0, total, "each exchange counted once");
-        assert_eq!(svc.metrics.bad_events.get(), 1);
+        // The bad record and the message that held no records at all, both quarantined.
+        assert_eq!(svc.metrics.bad_events.get(), 2);
+        let quarantined: String = std::fs::read_dir(state.join("quarantine"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(quarantined.contains("not a time"), "{quarantined}");
+        assert!(quarantined.contains("[not json"), "{quarantined}");
 
         // Decisions land in the bucket after a judgement.
         let table = svc.judge_now();
