@@ -117,6 +117,7 @@ fn main() {
     let mut judge_secs = 0.0;
     let mut judgements = 0;
     let mut since = 0u64;
+    let (mut peak_resident, mut evict_secs) = (0i64, 0.0);
     for b in &batches {
         let ids = b.column(2).as_string::<i32>();
         for i in 0..b.num_rows() {
@@ -139,6 +140,11 @@ fn main() {
         let table = svc.judge_now();
         judge_secs += t0.elapsed().as_secs_f64();
         judgements += 1;
+        // What the background thread does every few seconds: idle accounts to disk.
+        peak_resident = peak_resident.max(svc.metrics.resident_accounts.get());
+        let t0 = Instant::now();
+        svc.evict_idle().unwrap();
+        evict_secs += t0.elapsed().as_secs_f64();
         for (c, n) in &campaign_accounts {
             let share =
                 arrived.get(*c).copied().unwrap_or(0) as f64 / campaign_exchanges[*c].max(1) as f64;
@@ -173,6 +179,13 @@ fn main() {
     println!(
         "judgements: {judgements}, every {judge_every} exchanges, {:.3} s each on average",
         judge_secs / judgements.max(1) as f64
+    );
+    println!(
+        "memory: idle accounts evicted after {} h of event time: at most {peak_resident} accounts in memory at a judgement (all accounts at the end: {}); {} evictions, {} read back, eviction {evict_secs:.2} s in all",
+        file.serve.evict_idle_hours,
+        svc.metrics.resident_accounts.get() + svc.metrics.cold_accounts.get(),
+        svc.metrics.evictions.get(),
+        svc.metrics.reloads.get(),
     );
     let mut names: Vec<&str> = campaign_accounts.keys().copied().collect();
     names.sort();
@@ -229,11 +242,19 @@ fn main() {
     let cp = std::fs::metadata(dir.path().join("state").join("checkpoint.bin"))
         .unwrap()
         .len();
+    let cold: u64 = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("cold-"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
     println!(
-        "state: checkpoint of {} accounts and {total} request ids = {:.1} MB ({:.0} bytes per account, request ids included)",
-        table.accounts.len(),
+        "state: checkpoint {:.1} MB ({} accounts in memory, {} request ids); cold file {:.1} MB ({} idle accounts)",
         cp as f64 / 1e6,
-        cp as f64 / table.accounts.len().max(1) as f64
+        svc.metrics.resident_accounts.get(),
+        total,
+        cold as f64 / 1e6,
+        svc.metrics.cold_accounts.get(),
     );
 
     // 2. HTTP: ingestion of Arrow IPC batches and decisions at a fixed rate.

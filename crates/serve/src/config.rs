@@ -73,6 +73,13 @@ pub struct ServeConfig {
     /// Unknown accounts arriving from an address, /24 or API key that a campaign shares are
     /// challenged (new heads of a hydra reuse its proxy pool).
     pub challenge_campaign_infrastructure: bool,
+    /// Accounts with no exchange for this many hours (of event time: against the latest
+    /// exchange seen, so a fast replay behaves like live traffic) leave memory for the
+    /// state directory's cold store and are read back on their next exchange; 0: never.
+    pub evict_idle_hours: f64,
+    /// At most this many accounts in memory; beyond it the least recently active are
+    /// evicted even when not idle. 0: no cap.
+    pub max_resident_accounts: usize,
     /// NATS JetStream ingestion and decision publishing (off unless `nats.url` is set).
     pub nats: NatsConfig,
 }
@@ -119,6 +126,8 @@ impl Default for ServeConfig {
             block_score: 0.6,
             throttle_suspicious: true,
             challenge_campaign_infrastructure: true,
+            evict_idle_hours: 24.0,
+            max_resident_accounts: 0,
             nats: NatsConfig::default(),
         }
     }

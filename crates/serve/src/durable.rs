@@ -6,6 +6,8 @@
 //!                                 synced, renamed: always whole)
 //! STATE_DIR/log-<first seq>.wal   records N+1, N+2, … :
 //!                                 [len u32][seq u64][stream position u64][hash u64][events]
+//! STATE_DIR/cold-<generation>.bin profiles of idle accounts (see [`crate::cold`]); the
+//!                                 checkpoint names the generation, length and offsets
 //! ```
 //!
 //! An event batch is acknowledged only after its record is in the log (and synced, when
@@ -20,6 +22,7 @@ use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::cold::Cold;
 use crate::state::State;
 
 const CHECKPOINT: &str = "checkpoint.bin";
@@ -106,6 +109,10 @@ impl Log {
             Err(e) if e.kind() == io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(ctx("cannot read", &cp, e)),
         };
+        state
+            .cold
+            .attach(dir)
+            .map_err(|e| format!("cold store in {}: {e}", dir.display()))?;
         let files = log_files(dir).map_err(|e| ctx("cannot list", dir, e))?;
         let last = files.len().saturating_sub(1);
         for (i, (_, path)) in files.iter().enumerate() {
@@ -188,22 +195,28 @@ impl Log {
         }
     }
 
-    /// Starts a new log file after `state.log_seq` and returns the checkpoint bytes of the
-    /// state at exactly that point. Call under the state lock; then [`Log::commit_checkpoint`]
-    /// outside it.
-    pub fn rotate(&mut self, state: &State) -> io::Result<Vec<u8>> {
+    /// Starts a new log file after `state.log_seq` and returns the checkpoint of the state
+    /// at exactly that point (the cold store synced first, compacted when mostly garbage).
+    /// Call under the state lock; then [`Log::commit_checkpoint`] outside it.
+    pub fn rotate(&mut self, state: &mut State) -> io::Result<Checkpoint> {
+        state.cold.compact(&self.dir, COMPACT_MIN_GARBAGE)?;
+        state.cold.sync()?;
         let mut bytes = Vec::new();
         state.encode(&mut bytes);
         self.file.sync_all()?;
         let path = self.dir.join(log_name(state.log_seq + 1));
         self.file = OpenOptions::new().create(true).append(true).open(&path)?;
         sync_dir(&self.dir)?;
-        Ok(bytes)
+        Ok(Checkpoint {
+            bytes,
+            cold_generation: state.cold.generation,
+        })
     }
 
     /// Writes a checkpoint whole (temporary file, sync, rename) and removes the log files
-    /// it covers.
-    pub fn commit_checkpoint(dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    /// and the cold files it no longer needs.
+    pub fn commit_checkpoint(dir: &Path, cp: &Checkpoint) -> io::Result<()> {
+        let bytes = &cp.bytes;
         let seq = peek_seq(bytes)?;
         let tmp = dir.join("checkpoint.tmp");
         {
@@ -219,8 +232,18 @@ impl Log {
                 fs::remove_file(path)?;
             }
         }
-        Ok(())
+        Cold::remove_old(dir, cp.cold_generation)
     }
+}
+
+/// A cold file is rewritten at a checkpoint only when it holds at least this much garbage.
+const COMPACT_MIN_GARBAGE: u64 = 1 << 20;
+
+/// A checkpoint ready to be written ([`Log::rotate`], then [`Log::commit_checkpoint`]).
+pub struct Checkpoint {
+    pub bytes: Vec<u8>,
+    /// The cold file generation it names (other generations' files are removed after it).
+    pub cold_generation: u64,
 }
 
 /// The log position a checkpoint covers (its first field after the magic).
@@ -293,8 +316,8 @@ mod tests {
         assert_eq!(st.accounts["acct-2"].exchanges, 1);
 
         // A checkpoint covers it; the older log files go.
-        let bytes = log.rotate(&st).unwrap();
-        Log::commit_checkpoint(d, &bytes).unwrap();
+        let cp = log.rotate(&mut st).unwrap();
+        Log::commit_checkpoint(d, &cp).unwrap();
         assert_eq!(log_files(d).unwrap().len(), 1);
         apply(&mut log, &mut st, "acct-1", &["d"]);
         drop(log);
@@ -334,7 +357,7 @@ mod tests {
         assert!(State::decode(&bytes[..bytes.len() - 3]).is_err());
         assert!(State::decode(b"something else").is_err());
         // A corrupt checkpoint is an error naming the file, never a silent empty state.
-        std::fs::write(dir.path().join(CHECKPOINT), b"DGSTATE1 broken").unwrap();
+        std::fs::write(dir.path().join(CHECKPOINT), b"DGSTATE2 broken").unwrap();
         let e = Log::open(dir.path(), false).err().unwrap();
         assert!(e.contains("checkpoint.bin"), "{e}");
     }

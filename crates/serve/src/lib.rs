@@ -12,6 +12,7 @@
 //! **Architecture invariant:** no detection logic lives here; batch and online call the same
 //! feature, profile, linking and verdict code, so they agree on the same data.
 
+pub mod cold;
 pub mod config;
 pub mod decide;
 pub mod durable;

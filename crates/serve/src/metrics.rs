@@ -25,6 +25,11 @@ pub struct Metrics {
     pub checkpoints: Counter,
     pub overloaded: Counter,
     pub accounts: Gauge,
+    pub resident_accounts: Gauge,
+    pub cold_accounts: Gauge,
+    pub evictions: Counter,
+    pub reloads: Counter,
+    pub background_errors: Counter,
     pub campaigns: Gauge,
     pub judge_seconds: Gauge<f64, AtomicU64>,
     /// Decisions per action, indexed like [`Action`].
@@ -49,6 +54,11 @@ impl Metrics {
             checkpoints: Counter::default(),
             overloaded: Counter::default(),
             accounts: Gauge::default(),
+            resident_accounts: Gauge::default(),
+            cold_accounts: Gauge::default(),
+            evictions: Counter::default(),
+            reloads: Counter::default(),
+            background_errors: Counter::default(),
             campaigns: Gauge::default(),
             judge_seconds: Gauge::default(),
             decisions: Default::default(),
@@ -82,6 +92,23 @@ impl Metrics {
             m.overloaded.clone(),
         );
         registry.register("accounts", "Accounts with state", m.accounts.clone());
+        registry.register(
+            "resident_accounts",
+            "Accounts whose profile is in memory",
+            m.resident_accounts.clone(),
+        );
+        registry.register(
+            "cold_accounts",
+            "Idle accounts whose profile is on disk",
+            m.cold_accounts.clone(),
+        );
+        registry.register("evictions", "Profiles moved to disk", m.evictions.clone());
+        registry.register("reloads", "Profiles read back from disk", m.reloads.clone());
+        registry.register(
+            "background_errors",
+            "Failed judgements, checkpoints and evictions (logged; retried next round)",
+            m.background_errors.clone(),
+        );
         registry.register(
             "campaigns",
             "Campaigns at the last judgement",

@@ -20,7 +20,7 @@ use crate::config::{ServeConfig, ServeFile};
 use crate::decide::{self, Decision, Query};
 use crate::durable::{Log, Recovered};
 use crate::metrics::Metrics;
-use crate::state::{Applied, State, events_of_batch};
+use crate::state::{Applied, ApplyError, Eviction, State, events_of_batch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -52,6 +52,12 @@ pub struct IngestReport {
 }
 
 const MAX_REPORTED_ERRORS: usize = 100;
+
+/// Profiles evicted per hold of the state lock (≈ 3 KB each: tens of milliseconds).
+const EVICT_BATCH: usize = 4096;
+
+/// Seconds between eviction sweeps.
+const EVICT_EVERY_SECONDS: f64 = 5.0;
 
 struct Inner {
     state: State,
@@ -296,9 +302,18 @@ impl Service {
                 ));
             }
             let Inner { state, log } = &mut *g;
-            let (kept, n) = state
-                .apply(events)
-                .map_err(|e| ServeError::BadRequest(e.to_string()))?;
+            let reloads = state.reloads;
+            let applied = state.apply(events);
+            self.metrics.reloads.inc_by(state.reloads - reloads);
+            let (kept, n) = match applied {
+                Ok(r) => r,
+                Err(ApplyError::Bad(e)) => return Err(ServeError::BadRequest(e.to_string())),
+                Err(ApplyError::Cold(e)) => {
+                    // Part of the records are applied and none logged.
+                    self.failed.store(true, Ordering::Release);
+                    return Err(ServeError::Storage(format!("cold store: {e}")));
+                }
+            };
             // A stream message with nothing new still moves the position.
             if !kept.is_empty() || stream > state.stream_seq {
                 state.log_seq += 1;
@@ -323,11 +338,19 @@ impl Service {
     /// Judges every account now (blocking) and publishes the new decision table.
     pub fn judge_now(&self) -> Arc<decide::Table> {
         let t0 = Instant::now();
-        let (names, profiles, exchanges) = {
+        let (snapshot, exchanges) = {
             let mut g = self.inner.lock().unwrap();
             g.state.since_judgement = 0;
-            let (names, profiles) = g.state.copy_profiles();
-            (names, profiles, g.state.exchanges)
+            (g.state.snapshot(), g.state.exchanges)
+        };
+        let (names, profiles) = match snapshot.load() {
+            Ok(p) => p,
+            Err(e) => {
+                // The previous table stays; the next round tries again.
+                tracing::error!("judgement skipped: cold store: {e}");
+                self.metrics.background_errors.inc();
+                return self.table();
+            }
         };
         let facts: Vec<AccountFacts> = names
             .iter()
@@ -360,8 +383,50 @@ impl Service {
         self.metrics.judgements.inc();
         self.metrics.judge_seconds.set(t0.elapsed().as_secs_f64());
         self.metrics.accounts.set(names.len() as i64);
+        self.publish_residency();
         self.metrics.campaigns.set(table.campaigns.len() as i64);
         table
+    }
+
+    /// Moves idle accounts' profiles to the cold store (`evict_idle_hours`,
+    /// `max_resident_accounts`), a bounded number per hold of the state lock. Returns how
+    /// many moved.
+    pub fn evict_idle(&self) -> Result<usize, ServeError> {
+        let rule = Eviction {
+            idle_micros: (self.serve.evict_idle_hours.max(0.0) * 3.6e9) as i64,
+            max_resident: self.serve.max_resident_accounts,
+            batch: EVICT_BATCH,
+        };
+        if rule.idle_micros == 0 && rule.max_resident == 0 {
+            return Ok(0);
+        }
+        let mut total = 0;
+        loop {
+            let n = {
+                let mut g = self.inner.lock().unwrap();
+                if self.failed.load(Ordering::Acquire) {
+                    break;
+                }
+                g.state.evict_idle(&rule)
+            };
+            let n = n.map_err(|e| ServeError::Storage(format!("eviction: {e}")))?;
+            total += n;
+            self.metrics.evictions.inc_by(n as u64);
+            if n < EVICT_BATCH {
+                break;
+            }
+        }
+        self.publish_residency();
+        Ok(total)
+    }
+
+    fn publish_residency(&self) {
+        let (resident, cold) = {
+            let g = self.inner.lock().unwrap();
+            (g.state.accounts.len(), g.state.cold.index.len())
+        };
+        self.metrics.resident_accounts.set(resident as i64);
+        self.metrics.cold_accounts.set(cold as i64);
     }
 
     /// Runs judgements (every `relink_seconds`, or after `relink_every_exchanges` new
@@ -377,6 +442,7 @@ impl Service {
             .spawn(move || {
                 let mut last_judge = Instant::now();
                 let mut last_checkpoint = Instant::now();
+                let mut last_evict = Instant::now();
                 while !stop.load(Ordering::Acquire) {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                     let since = svc.inner.lock().unwrap().state.since_judgement;
@@ -396,9 +462,19 @@ impl Service {
                         });
                         last_judge = Instant::now();
                     }
+                    if last_evict.elapsed().as_secs_f64() >= EVICT_EVERY_SECONDS {
+                        guard("eviction", &mut || {
+                            if let Err(e) = svc.evict_idle() {
+                                svc.metrics.background_errors.inc();
+                                tracing::error!("{e}");
+                            }
+                        });
+                        last_evict = Instant::now();
+                    }
                     if last_checkpoint.elapsed().as_secs_f64() >= svc.serve.checkpoint_seconds {
                         guard("checkpoint", &mut || {
                             if let Err(e) = svc.checkpoint() {
+                                svc.metrics.background_errors.inc();
                                 tracing::error!("{e}");
                             }
                         });
@@ -420,13 +496,13 @@ impl Service {
                 "no checkpoint after a failed log write: restart the service".into(),
             ));
         }
-        let bytes = {
+        let cp = {
             let mut g = self.inner.lock().unwrap();
             let Inner { state, log } = &mut *g;
             log.rotate(state)
                 .map_err(|e| ServeError::Storage(format!("checkpoint: {e}")))?
         };
-        Log::commit_checkpoint(&self.dir, &bytes)
+        Log::commit_checkpoint(&self.dir, &cp)
             .map_err(|e| ServeError::Storage(format!("checkpoint: {e}")))?;
         self.metrics.checkpoints.inc();
         Ok(())

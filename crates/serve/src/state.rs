@@ -11,6 +11,8 @@ use std::hash::BuildHasherDefault;
 use arrow::record_batch::RecordBatch;
 use dg_detect::profile::{Profile, Row, for_each_exchange};
 
+use crate::cold::{Cold, ColdSnapshot, Slot};
+
 /// Request ids are kept as 64-bit hashes (8 bytes each); this hasher passes them through.
 #[derive(Default)]
 pub struct IdentityHasher(u64);
@@ -195,10 +197,43 @@ pub fn events_of_batch(batch: &RecordBatch) -> Result<Vec<u8>, String> {
 
 // --- account state -------------------------------------------------------------------------
 
+/// Checkpoint format: version 2 added the cold store and the latest exchange time.
+const MAGIC: &[u8; 8] = b"DGSTATE2";
+
+/// Every profile at one moment: resident copies, and where the cold ones are.
+pub struct Snapshot {
+    resident: Vec<(String, Profile)>,
+    cold: ColdSnapshot,
+}
+
+impl Snapshot {
+    /// Account names (sorted) and their profiles in canonical form, cold ones read from disk.
+    pub fn load(self) -> std::io::Result<(Vec<String>, Vec<Profile>)> {
+        let mut all = self.resident;
+        all.extend(self.cold.read_all()?);
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(all
+            .into_iter()
+            .map(|(n, mut p)| {
+                p.normalise();
+                (n, p)
+            })
+            .unzip())
+    }
+}
+
 /// Every account's profile and the request ids counted so far.
 #[derive(Default)]
 pub struct State {
+    /// Profiles of active accounts, in memory.
     pub accounts: HashMap<String, Profile>,
+    /// Profiles of idle accounts, on disk ([`State::evict_idle`]).
+    pub cold: Cold,
+    /// Latest exchange time seen (µs since the epoch): "idle" is measured against it, so
+    /// a replay at any speed evicts the same accounts as live traffic would.
+    pub high_water: i64,
+    /// Profiles read back from the cold store since start.
+    pub reloads: u64,
     pub seen: IdSet,
     /// Exchanges counted (each request id once).
     pub exchanges: u64,
@@ -213,6 +248,29 @@ pub struct State {
     pub since_judgement: u64,
 }
 
+/// Why event records could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Bad(#[from] BadRecord),
+    /// Reading an idle account's profile back failed; the records before it were applied.
+    #[error("cold store: {0}")]
+    Cold(std::io::Error),
+}
+
+/// When accounts leave memory.
+#[derive(Clone, Copy, Debug)]
+pub struct Eviction {
+    /// Accounts with no exchange for this long (µs of event time, against the latest exchange
+    /// seen) are evicted; 0: never for idleness.
+    pub idle_micros: i64,
+    /// At most this many accounts stay in memory (least recently active evicted first);
+    /// 0: no cap.
+    pub max_resident: usize,
+    /// At most this many evicted per call (bounds the time the state lock is held).
+    pub batch: usize,
+}
+
 /// What applying a set of event records did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -223,56 +281,114 @@ pub struct Applied {
 impl State {
     /// Folds event records into the profiles, each request id once. Returns the records that
     /// were new (what the write-ahead log must keep) and the counts.
-    pub fn apply(&mut self, events: &[u8]) -> Result<(Vec<u8>, Applied), BadRecord> {
+    ///
+    /// An idle account's profile is read back from the cold store first. If that fails the
+    /// state holds part of the records: the caller must stop acknowledging (the log does not
+    /// have them) until a restart rebuilds the state from disk.
+    pub fn apply(&mut self, events: &[u8]) -> Result<(Vec<u8>, Applied), ApplyError> {
         let mut kept = Vec::with_capacity(events.len());
         let mut n = Applied::default();
+        let mut failed = None;
         for_each_event(events, |account, row| {
-            if !self.seen.insert(id_hash(row.request_id)) {
+            if failed.is_some() {
+                return;
+            }
+            let id = id_hash(row.request_id);
+            if self.seen.contains(&id) {
                 n.duplicates += 1;
                 return;
             }
-            n.accepted += 1;
             match self.accounts.get_mut(account) {
                 Some(p) => p.add(row),
                 None => {
-                    let mut p = Profile::default();
+                    let mut p = match self.cold.take(account) {
+                        Ok(Some(p)) => {
+                            self.reloads += 1;
+                            p
+                        }
+                        Ok(None) => Profile::default(),
+                        Err(e) => {
+                            failed = Some(e);
+                            return;
+                        }
+                    };
                     p.add(row);
                     self.accounts.insert(account.to_string(), p);
                 }
             }
+            self.seen.insert(id);
+            self.high_water = self.high_water.max(row.ts);
+            n.accepted += 1;
             encode_event(account, row, &mut kept);
         })?;
         self.exchanges += n.accepted;
         self.duplicates += n.duplicates;
         self.since_judgement += n.accepted;
-        Ok((kept, n))
+        match failed {
+            Some(e) => Err(ApplyError::Cold(e)),
+            None => Ok((kept, n)),
+        }
+    }
+
+    /// Moves idle accounts' profiles to the cold store (see [`Eviction`]), least recently
+    /// active first. Returns how many moved. A failed write leaves that account in memory.
+    pub fn evict_idle(&mut self, rule: &Eviction) -> std::io::Result<usize> {
+        let cutoff = if rule.idle_micros > 0 {
+            self.high_water.saturating_sub(rule.idle_micros)
+        } else {
+            i64::MIN
+        };
+        let over_cap = if rule.max_resident > 0 {
+            self.accounts.len().saturating_sub(rule.max_resident)
+        } else {
+            0
+        };
+        let mut idle: Vec<(i64, &String)> = self
+            .accounts
+            .iter()
+            .map(|(n, p)| (p.last_ts, n))
+            .filter(|&(t, _)| t < cutoff || over_cap > 0)
+            .collect();
+        if idle.is_empty() {
+            return Ok(0);
+        }
+        idle.sort_unstable();
+        let by_idle = idle.partition_point(|&(t, _)| t < cutoff);
+        let n = by_idle.max(over_cap).min(rule.batch.max(1));
+        let names: Vec<String> = idle[..n].iter().map(|(_, n)| (*n).clone()).collect();
+        for name in names {
+            let p = self.accounts.remove(&name).expect("listed above");
+            if let Err(e) = self.cold.put(name.clone(), &p) {
+                self.accounts.insert(name, p);
+                return Err(e);
+            }
+        }
+        Ok(n)
     }
 
     /// Re-applies records that a log kept (already de-duplicated when first applied; the id
     /// set still guards against a record applied twice).
-    pub fn replay(&mut self, events: &[u8]) -> Result<Applied, BadRecord> {
+    pub fn replay(&mut self, events: &[u8]) -> Result<Applied, ApplyError> {
         self.apply(events).map(|(_, n)| n)
     }
 
-    /// Account names (sorted) and copies of their profiles in canonical form, for judging
-    /// outside the lock.
-    pub fn copy_profiles(&self) -> (Vec<String>, Vec<Profile>) {
-        let mut names: Vec<&String> = self.accounts.keys().collect();
-        names.sort();
-        let profiles = names
-            .iter()
-            .map(|n| {
-                let mut p = self.accounts[*n].clone();
-                p.normalise();
-                p
-            })
-            .collect();
-        (names.into_iter().cloned().collect(), profiles)
+    /// Copies of the resident profiles and a snapshot of the cold ones: everything a
+    /// judgement needs, taken under the lock; [`Snapshot::load`] reads the rest outside it.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            resident: self
+                .accounts
+                .iter()
+                .map(|(n, p)| (n.clone(), p.clone()))
+                .collect(),
+            cold: self.cold.snapshot(),
+        }
     }
 
-    /// The whole state as bytes (checkpoint).
+    /// The whole state as bytes (checkpoint): resident profiles whole, idle ones by their
+    /// place in the cold store.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"DGSTATE1");
+        out.extend_from_slice(MAGIC);
         for v in [
             self.log_seq,
             self.exchanges,
@@ -292,6 +408,22 @@ impl State {
             put_u64(out, buf.len() as u64);
             out.extend_from_slice(&buf);
         }
+        for v in [
+            self.high_water as u64,
+            self.cold.generation,
+            self.cold.len,
+            self.cold.garbage,
+            self.cold.index.len() as u64,
+        ] {
+            put_u64(out, v);
+        }
+        let mut cold: Vec<(&String, &Slot)> = self.cold.index.iter().collect();
+        cold.sort_unstable_by_key(|(n, _)| *n);
+        for (name, slot) in cold {
+            put_str(out, Some(name));
+            put_u64(out, slot.offset);
+            put_u32(out, slot.len);
+        }
         let mut ids: Vec<u64> = self.seen.iter().copied().collect();
         ids.sort_unstable();
         put_u64(out, ids.len() as u64);
@@ -303,7 +435,7 @@ impl State {
     pub fn decode(buf: &[u8]) -> Result<State, String> {
         let mut r = Reader { buf, at: 0 };
         let bad = |e: BadRecord| format!("checkpoint is corrupt ({e})");
-        if r.take(8).map_err(bad)? != b"DGSTATE1" {
+        if r.take(8).map_err(bad)? != MAGIC {
             return Err("not a distillguard checkpoint (or another version)".into());
         }
         let mut s = State {
@@ -323,6 +455,27 @@ impl State {
             let p = Profile::decode(r.take(len).map_err(bad)?)
                 .map_err(|e| format!("checkpoint: profile of {name}: {e}"))?;
             s.accounts.insert(name.to_string(), p);
+        }
+        s.high_water = r.u64().map_err(bad)? as i64;
+        s.cold.generation = r.u64().map_err(bad)?;
+        s.cold.len = r.u64().map_err(bad)?;
+        s.cold.garbage = r.u64().map_err(bad)?;
+        let n = r.u64().map_err(bad)?;
+        for _ in 0..n {
+            let name = r
+                .str()
+                .map_err(bad)?
+                .ok_or("checkpoint: cold account without id")?;
+            let slot = Slot {
+                offset: r.u64().map_err(bad)?,
+                len: r.u32().map_err(bad)?,
+            };
+            if slot.offset.saturating_add(u64::from(slot.len)) > s.cold.len {
+                return Err(format!(
+                    "checkpoint: cold profile of {name} lies past the cold file's end"
+                ));
+            }
+            s.cold.index.insert(name.to_string(), slot);
         }
         let n = r.u64().map_err(bad)?;
         // A count from a damaged file must not drive a huge allocation.

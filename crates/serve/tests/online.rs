@@ -39,14 +39,12 @@ fn quiet() -> ServeFile {
     f
 }
 
-#[test]
-fn online_verdicts_equal_batch_verdicts() {
-    let data = simulate("small", 0.4, Some(4242));
-    // Batch.
-    let out = data.root.join("batch");
+/// Batch `analyze` on a dataset: account id → its result row.
+fn batch_verdicts(root: &Path) -> HashMap<String, dg_detect::eval::ResultRow> {
+    let out = root.join("batch");
     runtime().block_on(async {
         let diag = Arc::new(Diagnostics::new(out.join("q.jsonl")));
-        let engine = Engine::open(&inputs(&data.root), Default::default(), diag).unwrap();
+        let engine = Engine::open(&inputs(root), Default::default(), diag).unwrap();
         analyze(
             &engine,
             &Config::default(),
@@ -57,7 +55,35 @@ fn online_verdicts_equal_batch_verdicts() {
         .await
         .unwrap();
     });
-    let batch = dg_detect::eval::read_result(&out).unwrap();
+    dg_detect::eval::read_result(&out).unwrap()
+}
+
+/// Every account batch judged has the same verdict and campaign online.
+fn assert_agrees(
+    table: &dg_serve::decide::Table,
+    batch: &HashMap<String, dg_detect::eval::ResultRow>,
+) {
+    assert_eq!(table.accounts.len(), batch.len());
+    let differ: Vec<&String> = batch
+        .iter()
+        .filter(|(id, r)| {
+            !table.accounts.get(*id).is_some_and(|a| {
+                a.verdict.as_str() == r.verdict
+                    && a.campaign.clone().unwrap_or_default() == r.campaign
+            })
+        })
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "online and batch verdicts differ on {differ:?}"
+    );
+}
+
+#[test]
+fn online_verdicts_equal_batch_verdicts() {
+    let data = simulate("small", 0.4, Some(4242));
+    let batch = batch_verdicts(&data.root);
     // Online: the same exchanges as event batches, in file order, each sent twice.
     let state = data.root.join("state");
     let svc = open(&data.root, &state, &quiet());
@@ -73,17 +99,7 @@ fn online_verdicts_equal_batch_verdicts() {
     assert_eq!(accepted as usize, total);
     assert_eq!(duplicates as usize, total);
     let table = svc.judge_now();
-    assert_eq!(table.accounts.len(), batch.len());
-    let agree = batch
-        .iter()
-        .filter(|(id, r)| {
-            table.accounts.get(*id).is_some_and(|a| {
-                a.verdict.as_str() == r.verdict
-                    && a.campaign.clone().unwrap_or_default() == r.campaign
-            })
-        })
-        .count();
-    assert_eq!(agree, batch.len(), "online and batch verdicts differ");
+    assert_agrees(&table, &batch);
     assert!(!table.campaigns.is_empty());
 
     // Decisions: campaign accounts are stopped, benign ones served.
@@ -150,6 +166,84 @@ fn online_verdicts_equal_batch_verdicts() {
     // Re-sending everything after recovery counts nothing twice.
     let n = again.ingest_batch(&batches[0]).unwrap();
     assert_eq!(n.accepted, 0);
+}
+
+/// Idle accounts moved to disk and read back, through checkpoints, cold-file compaction and
+/// restarts, change no count and no verdict.
+#[test]
+fn evicted_accounts_change_no_verdict() {
+    let data = simulate("small", 0.3, Some(5150));
+    let batch = batch_verdicts(&data.root);
+    let state = data.root.join("state");
+    let mut f = quiet();
+    f.serve.evict_idle_hours = 6.0;
+    f.serve.max_resident_accounts = 25;
+    let mut svc = open(&data.root, &state, &f);
+    let batches = exchange_batches(&data.root, 512);
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let (mut evicted, mut reloaded) = (0, 0);
+    for (i, b) in batches.iter().enumerate() {
+        assert_eq!(svc.ingest_batch(b).unwrap().accepted as usize, b.num_rows());
+        svc.evict_idle().unwrap();
+        assert!(svc.metrics.resident_accounts.get() <= 25);
+        if i % 7 == 3 || i + 1 == batches.len() {
+            svc.checkpoint().unwrap();
+        }
+        if i % 23 == 5 {
+            // A restart (no checkpoint on the way out, as after kill -9).
+            evicted += svc.metrics.evictions.get();
+            reloaded += svc.metrics.reloads.get();
+            drop(svc);
+            svc = open(&data.root, &state, &f);
+        }
+    }
+    evicted += svc.metrics.evictions.get();
+    reloaded += svc.metrics.reloads.get();
+    assert!(
+        evicted > 100 && reloaded > 100,
+        "{evicted} evicted, {reloaded} read back"
+    );
+    assert_eq!(svc.counts().0 as usize, total);
+    let table = svc.judge_now();
+    assert_agrees(&table, &batch);
+    // The same as a service that kept everything in memory, to the last count and score.
+    f.serve.evict_idle_hours = 0.0;
+    f.serve.max_resident_accounts = 0;
+    let warm = open(&data.root, &data.root.join("state-warm"), &f);
+    for b in &batches {
+        warm.ingest_batch(b).unwrap();
+    }
+    let view = |t: &dg_serve::decide::Table| {
+        let mut v: Vec<(String, Verdict, u64, String, Vec<String>)> = t
+            .accounts
+            .values()
+            .map(|a| {
+                let s = format!("{:.12}", a.score);
+                (
+                    a.account_id.clone(),
+                    a.verdict,
+                    a.exchanges,
+                    s,
+                    a.reasons.clone(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    assert_eq!(view(&table), view(&warm.judge_now()));
+    // The cold file was rewritten at least once (most of its records were read back).
+    let generations: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("cold-"))
+        .collect();
+    assert_eq!(generations.len(), 1, "{generations:?}");
+    assert_ne!(generations[0], dg_serve::cold::file_name(0));
+    // Re-sending everything counts nothing twice, evicted accounts included.
+    for b in &batches {
+        assert_eq!(svc.ingest_batch(b).unwrap().accepted, 0);
+    }
 }
 
 #[test]

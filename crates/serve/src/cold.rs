@@ -1,0 +1,355 @@
+//! Profiles of idle accounts, on disk: memory holds only the accounts that are active.
+//!
+//! ```text
+//! STATE_DIR/cold-<generation>.bin   [hash u64][profile bytes] [hash u64][profile bytes] …
+//! ```
+//!
+//! An idle account's profile is appended to the cold file and dropped from memory; the next
+//! event for it reads it back ([`Cold::take`]). The file is append-only between checkpoints,
+//! so every offset the last checkpoint names stays readable: a checkpoint records the index
+//! (account → offset) and the file's length, and recovery cuts the file back to that length
+//! before re-applying the log (whose events rebuild whatever was evicted after it). Records
+//! of accounts that came back are garbage; a checkpoint rewrites the live ones into the next
+//! generation when garbage is most of the file, and the old file goes once that checkpoint
+//! is on disk.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::hash::BuildHasher;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use dg_detect::profile::Profile;
+
+const HEAD: u64 = 8;
+
+/// Where one account's profile is in the cold file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// The cold store of a state directory.
+#[derive(Default)]
+pub struct Cold {
+    /// Open once attached to a directory ([`Cold::attach`]).
+    file: Option<Arc<File>>,
+    pub generation: u64,
+    /// Bytes written (the next record's offset).
+    pub len: u64,
+    /// Bytes of records no longer in the index.
+    pub garbage: u64,
+    pub index: HashMap<String, Slot>,
+    buf: Vec<u8>,
+}
+
+pub fn file_name(generation: u64) -> String {
+    format!("cold-{generation:010}.bin")
+}
+
+/// The generations of the cold files in a directory.
+fn cold_files(dir: &Path) -> io::Result<Vec<(u64, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let p = e?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(g) = name
+            .strip_prefix("cold-")
+            .and_then(|n| n.strip_suffix(".bin"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            out.push((g, p));
+        }
+    }
+    Ok(out)
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    foldhash::quality::FixedState::with_seed(0x636f_6c64_7072_6f66).hash_one(bytes)
+}
+
+fn invalid(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+fn read_slot(file: &File, name: &str, s: Slot) -> io::Result<Profile> {
+    let mut buf = vec![0u8; HEAD as usize + s.len as usize];
+    file.read_exact_at(&mut buf, s.offset)?;
+    let (head, body) = buf.split_at(HEAD as usize);
+    if u64::from_le_bytes(head.try_into().unwrap()) != hash(body) {
+        return Err(invalid(format!(
+            "cold profile of {name} at byte {} is corrupt",
+            s.offset
+        )));
+    }
+    Profile::decode(body).map_err(|e| invalid(format!("cold profile of {name}: {e}")))
+}
+
+impl Cold {
+    /// Opens this store's file in `dir` (after a checkpoint set generation, length and
+    /// index): cuts off what was appended after the checkpoint and removes files of other
+    /// generations (a compaction whose checkpoint never landed, or one already superseded).
+    pub fn attach(&mut self, dir: &Path) -> io::Result<()> {
+        let path = dir.join(file_name(self.generation));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let on_disk = file.metadata()?.len();
+        if on_disk < self.len {
+            return Err(invalid(format!(
+                "{} holds {on_disk} bytes, the checkpoint needs {}",
+                path.display(),
+                self.len
+            )));
+        }
+        if on_disk > self.len {
+            file.set_len(self.len)?;
+            file.sync_all()?;
+        }
+        for (g, p) in cold_files(dir)? {
+            if g != self.generation {
+                fs::remove_file(p)?;
+            }
+        }
+        self.file = Some(Arc::new(file));
+        Ok(())
+    }
+
+    fn file(&self) -> io::Result<&Arc<File>> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("cold store not attached to a state directory"))
+    }
+
+    pub fn contains(&self, account: &str) -> bool {
+        self.index.contains_key(account)
+    }
+
+    /// Appends an account's profile; it is no longer in memory after this.
+    pub fn put(&mut self, account: String, p: &Profile) -> io::Result<()> {
+        self.buf.clear();
+        self.buf.extend_from_slice(&[0; HEAD as usize]);
+        p.encode(&mut self.buf);
+        let h = hash(&self.buf[HEAD as usize..]);
+        self.buf[..HEAD as usize].copy_from_slice(&h.to_le_bytes());
+        let len = u32::try_from(self.buf.len() as u64 - HEAD)
+            .map_err(|_| io::Error::other("profile larger than 4 GiB"))?;
+        self.file()?.write_all_at(&self.buf, self.len)?;
+        let slot = Slot {
+            offset: self.len,
+            len,
+        };
+        self.len += HEAD + u64::from(len);
+        if let Some(old) = self.index.insert(account, slot) {
+            self.garbage += HEAD + u64::from(old.len);
+        }
+        Ok(())
+    }
+
+    /// Reads an account's profile back (it becomes resident again), or None when the
+    /// account is not here.
+    pub fn take(&mut self, account: &str) -> io::Result<Option<Profile>> {
+        let Some(&slot) = self.index.get(account) else {
+            return Ok(None);
+        };
+        let p = read_slot(self.file()?, account, slot)?;
+        self.index.remove(account);
+        self.garbage += HEAD + u64::from(slot.len);
+        Ok(Some(p))
+    }
+
+    /// What a judgement needs to read every cold profile outside the state lock: records
+    /// are never rewritten in place, so the snapshot stays valid while the store changes.
+    pub fn snapshot(&self) -> ColdSnapshot {
+        ColdSnapshot {
+            file: self.file.clone(),
+            slots: self.index.iter().map(|(n, s)| (n.clone(), *s)).collect(),
+        }
+    }
+
+    /// Makes every record written so far durable (before a checkpoint names them).
+    pub fn sync(&self) -> io::Result<()> {
+        match &self.file {
+            Some(f) if self.len > 0 => f.sync_data(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Rewrites the live records into the next generation when garbage is more than half
+    /// of the file (and at least `min_garbage` bytes). Call while taking a checkpoint, under
+    /// the state lock; the old file is removed by [`Cold::remove_old`] once the checkpoint
+    /// naming the new generation is on disk. Returns whether it compacted.
+    pub fn compact(&mut self, dir: &Path, min_garbage: u64) -> io::Result<bool> {
+        if self.garbage < min_garbage || self.garbage * 2 <= self.len {
+            return Ok(false);
+        }
+        let old = self.file()?.clone();
+        let next = self.generation + 1;
+        let path = dir.join(file_name(next));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let mut slots: Vec<(&String, &mut Slot)> = self.index.iter_mut().collect();
+        slots.sort_by_key(|(_, s)| s.offset);
+        let mut at = 0u64;
+        let mut buf = Vec::new();
+        for (_, slot) in slots {
+            let n = HEAD + u64::from(slot.len);
+            buf.resize(n as usize, 0);
+            old.read_exact_at(&mut buf, slot.offset)?;
+            file.write_all_at(&buf, at)?;
+            slot.offset = at;
+            at += n;
+        }
+        file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        self.file = Some(Arc::new(file));
+        self.generation = next;
+        self.len = at;
+        self.garbage = 0;
+        Ok(true)
+    }
+
+    /// Removes cold files of generations other than `keep` (after a checkpoint naming
+    /// `keep` is on disk).
+    pub fn remove_old(dir: &Path, keep: u64) -> io::Result<()> {
+        for (g, p) in cold_files(dir)? {
+            if g != keep {
+                fs::remove_file(p)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cold profiles as they were at one moment (see [`Cold::snapshot`]).
+pub struct ColdSnapshot {
+    file: Option<Arc<File>>,
+    pub slots: Vec<(String, Slot)>,
+}
+
+impl ColdSnapshot {
+    /// Reads every profile of the snapshot, in slot order.
+    pub fn read_all(self) -> io::Result<Vec<(String, Profile)>> {
+        let Some(file) = self.file else {
+            return if self.slots.is_empty() {
+                Ok(Vec::new())
+            } else {
+                Err(io::Error::other("cold store not attached"))
+            };
+        };
+        let mut slots = self.slots;
+        // File order: sequential reads.
+        slots.sort_by_key(|(_, s)| s.offset);
+        slots
+            .into_iter()
+            .map(|(n, s)| read_slot(&file, &n, s).map(|p| (n, p)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dg_detect::profile::Row;
+
+    use super::*;
+
+    fn profile(n: u32) -> Profile {
+        let mut p = Profile::default();
+        for i in 0..n {
+            let id = format!("r{i}");
+            p.add(&Row {
+                ts: 1_780_000_000_000_000 + i64::from(i) * 1_000_000,
+                request_id: &id,
+                model: "m-1",
+                client_ip: "198.51.100.4",
+                input_tokens: 10 + i,
+                output_tokens: 50,
+                ..Row::default()
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn evict_reload_compact_and_cut_back_to_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut c = Cold::default();
+        c.attach(d).unwrap();
+        for i in 0..20 {
+            c.put(format!("a{i}"), &profile(i + 1)).unwrap();
+        }
+        assert_eq!(c.take("a3").unwrap().unwrap(), profile(4));
+        assert!(c.take("a3").unwrap().is_none());
+        assert!(!c.contains("a3") && c.contains("a4"));
+        let snap = c.snapshot().read_all().unwrap();
+        assert_eq!(snap.len(), 19);
+        assert!(
+            snap.iter()
+                .all(|(n, p)| *p == profile(n[1..].parse::<u32>().unwrap() + 1))
+        );
+
+        // A "checkpoint" here: generation, length and index are what recovery gets back.
+        c.sync().unwrap();
+        let (gen_at, len_at, index_at) = (c.generation, c.len, c.index.clone());
+        c.put("late".into(), &profile(2)).unwrap();
+        let mut back = Cold {
+            generation: gen_at,
+            len: len_at,
+            index: index_at,
+            ..Cold::default()
+        };
+        drop(c);
+        back.attach(d).unwrap();
+        assert_eq!(
+            std::fs::metadata(d.join(file_name(0))).unwrap().len(),
+            len_at
+        );
+        assert_eq!(back.take("a7").unwrap().unwrap(), profile(8));
+
+        // Most records taken back: the live ones move to the next generation.
+        for i in 0..15 {
+            let _ = back.take(&format!("a{i}")).unwrap();
+        }
+        assert!(back.compact(d, 0).unwrap());
+        assert_eq!(back.generation, 1);
+        assert_eq!(back.garbage, 0);
+        assert_eq!(back.index.len(), 5);
+        for i in 15..20 {
+            assert_eq!(
+                back.take(&format!("a{i}")).unwrap().unwrap(),
+                profile(i + 1)
+            );
+        }
+        Cold::remove_old(d, 1).unwrap();
+        assert!(!d.join(file_name(0)).exists());
+
+        // A damaged record is an error naming the account, never a silent empty profile.
+        back.put("x".into(), &profile(3)).unwrap();
+        let at = back.index["x"].offset + HEAD + 5;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(d.join(file_name(1)))
+            .unwrap();
+        f.write_all_at(&[0xFF, 0xFE], at).unwrap();
+        let e = back.take("x").unwrap_err().to_string();
+        assert!(e.contains("x") && e.contains("corrupt"), "{e}");
+        // A file shorter than its checkpoint says is refused.
+        let mut short = Cold {
+            generation: 1,
+            len: 1 << 30,
+            ..Cold::default()
+        };
+        assert!(short.attach(d).is_err());
+    }
+}
