@@ -242,19 +242,23 @@ fn main() {
     let cp = std::fs::metadata(dir.path().join("state").join("checkpoint.bin"))
         .unwrap()
         .len();
-    let cold: u64 = std::fs::read_dir(dir.path().join("state"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("cold-"))
-        .map(|e| e.metadata().map_or(0, |m| m.len()))
-        .sum();
+    let size = |prefix: &str| -> f64 {
+        std::fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum::<u64>() as f64
+            / 1e6
+    };
     println!(
-        "state: checkpoint {:.1} MB ({} accounts in memory, {} request ids); cold file {:.1} MB ({} idle accounts)",
+        "state: checkpoint {:.1} MB ({} accounts and {} of {total} request ids in memory); on disk: idle accounts {:.1} MB ({}), past days' request ids {:.1} MB",
         cp as f64 / 1e6,
         svc.metrics.resident_accounts.get(),
-        total,
-        cold as f64 / 1e6,
+        svc.metrics.resident_request_ids.get(),
+        size("cold-"),
         svc.metrics.cold_accounts.get(),
+        size("ids-"),
     );
 
     // 2. HTTP: ingestion of Arrow IPC batches and decisions at a fixed rate.

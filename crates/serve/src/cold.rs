@@ -1,11 +1,12 @@
-//! Profiles of idle accounts, on disk: memory holds only the accounts that are active.
+//! State that went idle, on disk: profiles of idle accounts (`cold-*.bin`) and the request ids
+//! of past days (`ids-*.bin`); memory holds only what is active.
 //!
 //! ```text
-//! STATE_DIR/cold-<generation>.bin   [hash u64][profile bytes] [hash u64][profile bytes] …
+//! STATE_DIR/<prefix>-<generation>.bin   [hash u64][bytes] [hash u64][bytes] …
 //! ```
 //!
-//! An idle account's profile is appended to the cold file and dropped from memory; the next
-//! event for it reads it back ([`Cold::take`]). The file is append-only between checkpoints,
+//! An idle entry is appended to its file and dropped from memory; the next event that needs
+//! it reads it back ([`Cold::take`]). The file is append-only between checkpoints,
 //! so every offset the last checkpoint names stays readable: a checkpoint records the index
 //! (account → offset) and the file's length, and recovery cuts the file back to that length
 //! before re-applying the log (whose events rebuild whatever was evicted after it). Records
@@ -21,8 +22,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use dg_detect::profile::Profile;
-
 const HEAD: u64 = 8;
 
 /// Where one account's profile is in the cold file.
@@ -32,9 +31,10 @@ pub struct Slot {
     pub len: u32,
 }
 
-/// The cold store of a state directory.
-#[derive(Default)]
+/// One cold store of a state directory.
 pub struct Cold {
+    /// File name prefix: `cold` (profiles) or `ids` (request ids per day).
+    prefix: &'static str,
     /// Open once attached to a directory ([`Cold::attach`]).
     file: Option<Arc<File>>,
     pub generation: u64,
@@ -46,18 +46,19 @@ pub struct Cold {
     buf: Vec<u8>,
 }
 
-pub fn file_name(generation: u64) -> String {
-    format!("cold-{generation:010}.bin")
+pub fn file_name(prefix: &str, generation: u64) -> String {
+    format!("{prefix}-{generation:010}.bin")
 }
 
-/// The generations of the cold files in a directory.
-fn cold_files(dir: &Path) -> io::Result<Vec<(u64, std::path::PathBuf)>> {
+/// The generations of one store's files in a directory.
+fn cold_files(dir: &Path, prefix: &str) -> io::Result<Vec<(u64, std::path::PathBuf)>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir)? {
         let p = e?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if let Some(g) = name
-            .strip_prefix("cold-")
+            .strip_prefix(prefix)
+            .and_then(|n| n.strip_prefix('-'))
             .and_then(|n| n.strip_suffix(".bin"))
             .and_then(|n| n.parse::<u64>().ok())
         {
@@ -75,25 +76,38 @@ fn invalid(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-fn read_slot(file: &File, name: &str, s: Slot) -> io::Result<Profile> {
+fn read_slot(file: &File, key: &str, s: Slot) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; HEAD as usize + s.len as usize];
     file.read_exact_at(&mut buf, s.offset)?;
-    let (head, body) = buf.split_at(HEAD as usize);
-    if u64::from_le_bytes(head.try_into().unwrap()) != hash(body) {
+    let body = buf.split_off(HEAD as usize);
+    if u64::from_le_bytes(buf[..].try_into().unwrap()) != hash(&body) {
         return Err(invalid(format!(
-            "cold profile of {name} at byte {} is corrupt",
+            "cold record {key:?} at byte {} is corrupt",
             s.offset
         )));
     }
-    Profile::decode(body).map_err(|e| invalid(format!("cold profile of {name}: {e}")))
+    Ok(body)
 }
 
 impl Cold {
+    /// An empty store whose files are named `<prefix>-<generation>.bin`.
+    pub fn new(prefix: &'static str) -> Cold {
+        Cold {
+            prefix,
+            file: None,
+            generation: 0,
+            len: 0,
+            garbage: 0,
+            index: HashMap::new(),
+            buf: Vec::new(),
+        }
+    }
+
     /// Opens this store's file in `dir` (after a checkpoint set generation, length and
     /// index): cuts off what was appended after the checkpoint and removes files of other
     /// generations (a compaction whose checkpoint never landed, or one already superseded).
     pub fn attach(&mut self, dir: &Path) -> io::Result<()> {
-        let path = dir.join(file_name(self.generation));
+        let path = dir.join(file_name(self.prefix, self.generation));
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -112,11 +126,7 @@ impl Cold {
             file.set_len(self.len)?;
             file.sync_all()?;
         }
-        for (g, p) in cold_files(dir)? {
-            if g != self.generation {
-                fs::remove_file(p)?;
-            }
-        }
+        self.remove_old(dir)?;
         self.file = Some(Arc::new(file));
         Ok(())
     }
@@ -127,15 +137,15 @@ impl Cold {
             .ok_or_else(|| io::Error::other("cold store not attached to a state directory"))
     }
 
-    pub fn contains(&self, account: &str) -> bool {
-        self.index.contains_key(account)
+    pub fn contains(&self, key: &str) -> bool {
+        self.index.contains_key(key)
     }
 
-    /// Appends an account's profile; it is no longer in memory after this.
-    pub fn put(&mut self, account: String, p: &Profile) -> io::Result<()> {
+    /// Appends an entry (`encode` writes its bytes); the caller drops it from memory.
+    pub fn put(&mut self, key: String, encode: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
         self.buf.clear();
         self.buf.extend_from_slice(&[0; HEAD as usize]);
-        p.encode(&mut self.buf);
+        encode(&mut self.buf);
         let h = hash(&self.buf[HEAD as usize..]);
         self.buf[..HEAD as usize].copy_from_slice(&h.to_le_bytes());
         let len = u32::try_from(self.buf.len() as u64 - HEAD)
@@ -146,20 +156,19 @@ impl Cold {
             len,
         };
         self.len += HEAD + u64::from(len);
-        if let Some(old) = self.index.insert(account, slot) {
+        if let Some(old) = self.index.insert(key, slot) {
             self.garbage += HEAD + u64::from(old.len);
         }
         Ok(())
     }
 
-    /// Reads an account's profile back (it becomes resident again), or None when the
-    /// account is not here.
-    pub fn take(&mut self, account: &str) -> io::Result<Option<Profile>> {
-        let Some(&slot) = self.index.get(account) else {
+    /// Reads an entry back (it becomes resident again), or None when it is not here.
+    pub fn take(&mut self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        let Some(&slot) = self.index.get(key) else {
             return Ok(None);
         };
-        let p = read_slot(self.file()?, account, slot)?;
-        self.index.remove(account);
+        let p = read_slot(self.file()?, key, slot)?;
+        self.index.remove(key);
         self.garbage += HEAD + u64::from(slot.len);
         Ok(Some(p))
     }
@@ -191,7 +200,7 @@ impl Cold {
         }
         let old = self.file()?.clone();
         let next = self.generation + 1;
-        let path = dir.join(file_name(next));
+        let path = dir.join(file_name(self.prefix, next));
         let file = OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -219,16 +228,25 @@ impl Cold {
         Ok(true)
     }
 
-    /// Removes cold files of generations other than `keep` (after a checkpoint naming
-    /// `keep` is on disk).
-    pub fn remove_old(dir: &Path, keep: u64) -> io::Result<()> {
-        for (g, p) in cold_files(dir)? {
-            if g != keep {
-                fs::remove_file(p)?;
-            }
-        }
-        Ok(())
+    /// The files to keep after a checkpoint of this store: (prefix, generation).
+    pub fn keep(&self) -> (&'static str, u64) {
+        (self.prefix, self.generation)
     }
+
+    fn remove_old(&self, dir: &Path) -> io::Result<()> {
+        remove_other_generations(dir, self.keep())
+    }
+}
+
+/// Removes a store's files of generations other than `keep.1` (once a checkpoint naming
+/// that generation is on disk).
+pub fn remove_other_generations(dir: &Path, keep: (&str, u64)) -> io::Result<()> {
+    for (g, p) in cold_files(dir, keep.0)? {
+        if g != keep.1 {
+            fs::remove_file(p)?;
+        }
+    }
+    Ok(())
 }
 
 /// The cold profiles as they were at one moment (see [`Cold::snapshot`]).
@@ -238,8 +256,8 @@ pub struct ColdSnapshot {
 }
 
 impl ColdSnapshot {
-    /// Reads every profile of the snapshot, in slot order.
-    pub fn read_all(self) -> io::Result<Vec<(String, Profile)>> {
+    /// Reads every entry of the snapshot, in file order.
+    pub fn read_all(self) -> io::Result<Vec<(String, Vec<u8>)>> {
         let Some(file) = self.file else {
             return if self.slots.is_empty() {
                 Ok(Vec::new())
@@ -259,7 +277,7 @@ impl ColdSnapshot {
 
 #[cfg(test)]
 mod tests {
-    use dg_detect::profile::Row;
+    use dg_detect::profile::{Profile, Row};
 
     use super::*;
 
@@ -280,75 +298,83 @@ mod tests {
         p
     }
 
+    fn put(c: &mut Cold, key: &str, p: &Profile) {
+        c.put(key.into(), |b| p.encode(b)).unwrap();
+    }
+
+    fn take(c: &mut Cold, key: &str) -> Option<Profile> {
+        c.take(key).unwrap().map(|b| Profile::decode(&b).unwrap())
+    }
+
     #[test]
     fn evict_reload_compact_and_cut_back_to_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let mut c = Cold::default();
+        let mut c = Cold::new("cold");
         c.attach(d).unwrap();
         for i in 0..20 {
-            c.put(format!("a{i}"), &profile(i + 1)).unwrap();
+            put(&mut c, &format!("a{i}"), &profile(i + 1));
         }
-        assert_eq!(c.take("a3").unwrap().unwrap(), profile(4));
-        assert!(c.take("a3").unwrap().is_none());
+        assert_eq!(take(&mut c, "a3").unwrap(), profile(4));
+        assert!(take(&mut c, "a3").is_none());
         assert!(!c.contains("a3") && c.contains("a4"));
         let snap = c.snapshot().read_all().unwrap();
         assert_eq!(snap.len(), 19);
-        assert!(
-            snap.iter()
-                .all(|(n, p)| *p == profile(n[1..].parse::<u32>().unwrap() + 1))
-        );
+        assert!(snap.iter().all(
+            |(n, b)| Profile::decode(b).unwrap() == profile(n[1..].parse::<u32>().unwrap() + 1)
+        ));
 
         // A "checkpoint" here: generation, length and index are what recovery gets back.
         c.sync().unwrap();
         let (gen_at, len_at, index_at) = (c.generation, c.len, c.index.clone());
-        c.put("late".into(), &profile(2)).unwrap();
+        put(&mut c, "late", &profile(2));
         let mut back = Cold {
             generation: gen_at,
             len: len_at,
             index: index_at,
-            ..Cold::default()
+            ..Cold::new("cold")
         };
         drop(c);
         back.attach(d).unwrap();
-        assert_eq!(
-            std::fs::metadata(d.join(file_name(0))).unwrap().len(),
-            len_at
-        );
-        assert_eq!(back.take("a7").unwrap().unwrap(), profile(8));
+        let file0 = d.join(file_name("cold", 0));
+        assert_eq!(std::fs::metadata(&file0).unwrap().len(), len_at);
+        assert_eq!(take(&mut back, "a7").unwrap(), profile(8));
 
         // Most records taken back: the live ones move to the next generation.
         for i in 0..15 {
-            let _ = back.take(&format!("a{i}")).unwrap();
+            let _ = take(&mut back, &format!("a{i}"));
         }
         assert!(back.compact(d, 0).unwrap());
         assert_eq!(back.generation, 1);
         assert_eq!(back.garbage, 0);
         assert_eq!(back.index.len(), 5);
         for i in 15..20 {
-            assert_eq!(
-                back.take(&format!("a{i}")).unwrap().unwrap(),
-                profile(i + 1)
-            );
+            assert_eq!(take(&mut back, &format!("a{i}")).unwrap(), profile(i + 1));
         }
-        Cold::remove_old(d, 1).unwrap();
-        assert!(!d.join(file_name(0)).exists());
+        // Another store's files in the same directory are not touched.
+        let mut ids = Cold::new("ids");
+        ids.attach(d).unwrap();
+        ids.put("20000".into(), |b| b.extend_from_slice(&[1, 2, 3]))
+            .unwrap();
+        remove_other_generations(d, back.keep()).unwrap();
+        assert!(!file0.exists());
+        assert_eq!(ids.take("20000").unwrap().unwrap(), vec![1, 2, 3]);
 
-        // A damaged record is an error naming the account, never a silent empty profile.
-        back.put("x".into(), &profile(3)).unwrap();
+        // A damaged record is an error naming its key, never a silent empty entry.
+        put(&mut back, "x", &profile(3));
         let at = back.index["x"].offset + HEAD + 5;
         let f = OpenOptions::new()
             .write(true)
-            .open(d.join(file_name(1)))
+            .open(d.join(file_name("cold", 1)))
             .unwrap();
         f.write_all_at(&[0xFF, 0xFE], at).unwrap();
         let e = back.take("x").unwrap_err().to_string();
-        assert!(e.contains("x") && e.contains("corrupt"), "{e}");
+        assert!(e.contains("\"x\"") && e.contains("corrupt"), "{e}");
         // A file shorter than its checkpoint says is refused.
         let mut short = Cold {
             generation: 1,
             len: 1 << 30,
-            ..Cold::default()
+            ..Cold::new("cold")
         };
         assert!(short.attach(d).is_err());
     }

@@ -6,8 +6,9 @@
 //!                                 synced, renamed: always whole)
 //! STATE_DIR/log-<first seq>.wal   records N+1, N+2, … :
 //!                                 [len u32][seq u64][stream position u64][hash u64][events]
-//! STATE_DIR/cold-<generation>.bin profiles of idle accounts (see [`crate::cold`]); the
-//!                                 checkpoint names the generation, length and offsets
+//! STATE_DIR/cold-<generation>.bin profiles of idle accounts, and
+//! STATE_DIR/ids-<generation>.bin  request ids of past days (see [`crate::cold`]); the
+//!                                 checkpoint names their generation, length and offsets
 //! ```
 //!
 //! An event batch is acknowledged only after its record is in the log (and synced, when
@@ -22,7 +23,7 @@ use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cold::Cold;
+use crate::cold::remove_other_generations;
 use crate::state::State;
 
 const CHECKPOINT: &str = "checkpoint.bin";
@@ -109,10 +110,10 @@ impl Log {
             Err(e) if e.kind() == io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(ctx("cannot read", &cp, e)),
         };
-        state
-            .cold
-            .attach(dir)
-            .map_err(|e| format!("cold store in {}: {e}", dir.display()))?;
+        for c in [&mut state.cold, &mut state.seen.cold] {
+            c.attach(dir)
+                .map_err(|e| format!("cold store in {}: {e}", dir.display()))?;
+        }
         let files = log_files(dir).map_err(|e| ctx("cannot list", dir, e))?;
         let last = files.len().saturating_sub(1);
         for (i, (_, path)) in files.iter().enumerate() {
@@ -199,8 +200,10 @@ impl Log {
     /// at exactly that point (the cold store synced first, compacted when mostly garbage).
     /// Call under the state lock; then [`Log::commit_checkpoint`] outside it.
     pub fn rotate(&mut self, state: &mut State) -> io::Result<Checkpoint> {
-        state.cold.compact(&self.dir, COMPACT_MIN_GARBAGE)?;
-        state.cold.sync()?;
+        for c in [&mut state.cold, &mut state.seen.cold] {
+            c.compact(&self.dir, COMPACT_MIN_GARBAGE)?;
+            c.sync()?;
+        }
         let mut bytes = Vec::new();
         state.encode(&mut bytes);
         self.file.sync_all()?;
@@ -209,7 +212,7 @@ impl Log {
         sync_dir(&self.dir)?;
         Ok(Checkpoint {
             bytes,
-            cold_generation: state.cold.generation,
+            keep: [state.cold.keep(), state.seen.cold.keep()],
         })
     }
 
@@ -232,7 +235,10 @@ impl Log {
                 fs::remove_file(path)?;
             }
         }
-        Cold::remove_old(dir, cp.cold_generation)
+        for keep in cp.keep {
+            remove_other_generations(dir, keep)?;
+        }
+        Ok(())
     }
 }
 
@@ -242,8 +248,8 @@ const COMPACT_MIN_GARBAGE: u64 = 1 << 20;
 /// A checkpoint ready to be written ([`Log::rotate`], then [`Log::commit_checkpoint`]).
 pub struct Checkpoint {
     pub bytes: Vec<u8>,
-    /// The cold file generation it names (other generations' files are removed after it).
-    pub cold_generation: u64,
+    /// The cold stores' generations it names (their other files are removed after it).
+    pub keep: [(&'static str, u64); 2],
 }
 
 /// The log position a checkpoint covers (its first field after the magic).
@@ -352,7 +358,7 @@ mod tests {
         st.encode(&mut bytes);
         let back = State::decode(&bytes).unwrap();
         assert_eq!(back.accounts, st.accounts);
-        assert_eq!(back.seen, st.seen);
+        assert_eq!(back.seen.days, st.seen.days);
         assert_eq!(back.log_seq, st.log_seq);
         assert!(State::decode(&bytes[..bytes.len() - 3]).is_err());
         assert!(State::decode(b"something else").is_err());

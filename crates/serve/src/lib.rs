@@ -17,6 +17,7 @@ pub mod config;
 pub mod decide;
 pub mod durable;
 pub mod http;
+pub mod ids;
 pub mod metrics;
 pub mod nats;
 pub mod service;

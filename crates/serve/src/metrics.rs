@@ -27,6 +27,7 @@ pub struct Metrics {
     pub accounts: Gauge,
     pub resident_accounts: Gauge,
     pub cold_accounts: Gauge,
+    pub resident_request_ids: Gauge,
     pub evictions: Counter,
     pub reloads: Counter,
     pub background_errors: Counter,
@@ -56,6 +57,7 @@ impl Metrics {
             accounts: Gauge::default(),
             resident_accounts: Gauge::default(),
             cold_accounts: Gauge::default(),
+            resident_request_ids: Gauge::default(),
             evictions: Counter::default(),
             reloads: Counter::default(),
             background_errors: Counter::default(),
@@ -102,8 +104,16 @@ impl Metrics {
             "Idle accounts whose profile is on disk",
             m.cold_accounts.clone(),
         );
-        registry.register("evictions", "Profiles moved to disk", m.evictions.clone());
-        registry.register("reloads", "Profiles read back from disk", m.reloads.clone());
+        registry.register(
+            "evictions",
+            "Profiles and days of request ids moved to disk",
+            m.evictions.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Profiles and days of request ids read back from disk",
+            m.reloads.clone(),
+        );
         registry.register(
             "background_errors",
             "Failed judgements, checkpoints and evictions (logged; retried next round)",

@@ -302,9 +302,10 @@ impl Service {
                 ));
             }
             let Inner { state, log } = &mut *g;
-            let reloads = state.reloads;
+            let reloads = state.reloads + state.seen.reloads;
             let applied = state.apply(events);
-            self.metrics.reloads.inc_by(state.reloads - reloads);
+            let reloaded = state.reloads + state.seen.reloads - reloads;
+            self.metrics.reloads.inc_by(reloaded);
             let (kept, n) = match applied {
                 Ok(r) => r,
                 Err(ApplyError::Bad(e)) => return Err(ServeError::BadRequest(e.to_string())),
@@ -421,12 +422,14 @@ impl Service {
     }
 
     fn publish_residency(&self) {
-        let (resident, cold) = {
+        let (resident, cold, ids) = {
             let g = self.inner.lock().unwrap();
-            (g.state.accounts.len(), g.state.cold.index.len())
+            let s = &g.state;
+            (s.accounts.len(), s.cold.index.len(), s.seen.resident())
         };
         self.metrics.resident_accounts.set(resident as i64);
         self.metrics.cold_accounts.set(cold as i64);
+        self.metrics.resident_request_ids.set(ids as i64);
     }
 
     /// Runs judgements (every `relink_seconds`, or after `relink_every_exchanges` new

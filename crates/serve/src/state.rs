@@ -5,33 +5,13 @@
 //! *event records*: the account id and the aggregate's [`Row`] (features already computed),
 //! no prompt text. A log of them is enough to rebuild every profile exactly.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasherDefault;
+use std::collections::HashMap;
 
 use arrow::record_batch::RecordBatch;
 use dg_detect::profile::{Profile, Row, for_each_exchange};
 
 use crate::cold::{Cold, ColdSnapshot, Slot};
-
-/// Request ids are kept as 64-bit hashes (8 bytes each); this hasher passes them through.
-#[derive(Default)]
-pub struct IdentityHasher(u64);
-
-impl std::hash::Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-pub type IdSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
+use crate::ids::{IdSet, RequestIds, day_of};
 
 fn id_hash(request_id: &str) -> u64 {
     use std::hash::BuildHasher;
@@ -197,7 +177,45 @@ pub fn events_of_batch(batch: &RecordBatch) -> Result<Vec<u8>, String> {
 
 // --- account state -------------------------------------------------------------------------
 
-/// Checkpoint format: version 2 added the cold store and the latest exchange time.
+/// Where a cold store stands: generation, length, garbage and index (a checkpoint section).
+fn encode_cold(c: &Cold, out: &mut Vec<u8>) {
+    for v in [c.generation, c.len, c.garbage, c.index.len() as u64] {
+        put_u64(out, v);
+    }
+    let mut index: Vec<(&String, &Slot)> = c.index.iter().collect();
+    index.sort_unstable_by_key(|(k, _)| *k);
+    for (key, slot) in index {
+        put_str(out, Some(key));
+        put_u64(out, slot.offset);
+        put_u32(out, slot.len);
+    }
+}
+
+fn decode_cold(r: &mut Reader, c: &mut Cold) -> Result<(), String> {
+    let bad = |e: BadRecord| format!("checkpoint is corrupt ({e})");
+    c.generation = r.u64().map_err(bad)?;
+    c.len = r.u64().map_err(bad)?;
+    c.garbage = r.u64().map_err(bad)?;
+    for _ in 0..r.u64().map_err(bad)? {
+        let key = r
+            .str()
+            .map_err(bad)?
+            .ok_or("checkpoint: cold entry without key")?;
+        let slot = Slot {
+            offset: r.u64().map_err(bad)?,
+            len: r.u32().map_err(bad)?,
+        };
+        if slot.offset.saturating_add(u64::from(slot.len)) > c.len {
+            return Err(format!(
+                "checkpoint: cold entry {key:?} lies past its file's end"
+            ));
+        }
+        c.index.insert(key.to_string(), slot);
+    }
+    Ok(())
+}
+
+/// Checkpoint format: version 2 added the cold stores and the latest exchange time.
 const MAGIC: &[u8; 8] = b"DGSTATE2";
 
 /// Every profile at one moment: resident copies, and where the cold ones are.
@@ -206,11 +224,23 @@ pub struct Snapshot {
     cold: ColdSnapshot,
 }
 
+fn decode_profile(account: &str, bytes: &[u8]) -> std::io::Result<Profile> {
+    Profile::decode(bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("cold profile of {account}: {e}"),
+        )
+    })
+}
+
 impl Snapshot {
     /// Account names (sorted) and their profiles in canonical form, cold ones read from disk.
     pub fn load(self) -> std::io::Result<(Vec<String>, Vec<Profile>)> {
         let mut all = self.resident;
-        all.extend(self.cold.read_all()?);
+        for (name, bytes) in self.cold.read_all()? {
+            let p = decode_profile(&name, &bytes)?;
+            all.push((name, p));
+        }
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(all
             .into_iter()
@@ -223,18 +253,18 @@ impl Snapshot {
 }
 
 /// Every account's profile and the request ids counted so far.
-#[derive(Default)]
 pub struct State {
     /// Profiles of active accounts, in memory.
     pub accounts: HashMap<String, Profile>,
     /// Profiles of idle accounts, on disk ([`State::evict_idle`]).
     pub cold: Cold,
+    /// Request ids counted, per day of their exchanges (past days on disk).
+    pub seen: RequestIds,
     /// Latest exchange time seen (µs since the epoch): "idle" is measured against it, so
     /// a replay at any speed evicts the same accounts as live traffic would.
     pub high_water: i64,
     /// Profiles read back from the cold store since start.
     pub reloads: u64,
-    pub seen: IdSet,
     /// Exchanges counted (each request id once).
     pub exchanges: u64,
     /// Exchanges refused because their request id was already counted.
@@ -246,6 +276,23 @@ pub struct State {
     pub stream_seq: u64,
     /// Exchanges counted since the last judgement.
     pub since_judgement: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            accounts: HashMap::new(),
+            cold: Cold::new("cold"),
+            seen: RequestIds::default(),
+            high_water: 0,
+            reloads: 0,
+            exchanges: 0,
+            duplicates: 0,
+            log_seq: 0,
+            stream_seq: 0,
+            since_judgement: 0,
+        }
+    }
 }
 
 /// Why event records could not be applied.
@@ -294,7 +341,14 @@ impl State {
                 return;
             }
             let id = id_hash(row.request_id);
-            if self.seen.contains(&id) {
+            let ids = match self.seen.day(day_of(row.ts)) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    failed = Some(e);
+                    return;
+                }
+            };
+            if ids.contains(&id) {
                 n.duplicates += 1;
                 return;
             }
@@ -302,10 +356,16 @@ impl State {
                 Some(p) => p.add(row),
                 None => {
                     let mut p = match self.cold.take(account) {
-                        Ok(Some(p)) => {
-                            self.reloads += 1;
-                            p
-                        }
+                        Ok(Some(b)) => match decode_profile(account, &b) {
+                            Ok(p) => {
+                                self.reloads += 1;
+                                p
+                            }
+                            Err(e) => {
+                                failed = Some(e);
+                                return;
+                            }
+                        },
                         Ok(None) => Profile::default(),
                         Err(e) => {
                             failed = Some(e);
@@ -316,7 +376,7 @@ impl State {
                     self.accounts.insert(account.to_string(), p);
                 }
             }
-            self.seen.insert(id);
+            ids.insert(id);
             self.high_water = self.high_water.max(row.ts);
             n.accepted += 1;
             encode_event(account, row, &mut kept);
@@ -331,12 +391,19 @@ impl State {
     }
 
     /// Moves idle accounts' profiles to the cold store (see [`Eviction`]), least recently
-    /// active first. Returns how many moved. A failed write leaves that account in memory.
+    /// active first, and the request ids of days that ended `idle_micros` before the latest
+    /// exchange to the `ids` store. Returns how many profiles and days moved (at most
+    /// `batch` of each). A failed write leaves that account or day in memory.
     pub fn evict_idle(&mut self, rule: &Eviction) -> std::io::Result<usize> {
         let cutoff = if rule.idle_micros > 0 {
             self.high_water.saturating_sub(rule.idle_micros)
         } else {
             i64::MIN
+        };
+        let days = if rule.idle_micros > 0 {
+            self.seen.evict_before(cutoff, rule.batch)?
+        } else {
+            0
         };
         let over_cap = if rule.max_resident > 0 {
             self.accounts.len().saturating_sub(rule.max_resident)
@@ -350,7 +417,7 @@ impl State {
             .filter(|&(t, _)| t < cutoff || over_cap > 0)
             .collect();
         if idle.is_empty() {
-            return Ok(0);
+            return Ok(days);
         }
         idle.sort_unstable();
         let by_idle = idle.partition_point(|&(t, _)| t < cutoff);
@@ -358,12 +425,12 @@ impl State {
         let names: Vec<String> = idle[..n].iter().map(|(_, n)| (*n).clone()).collect();
         for name in names {
             let p = self.accounts.remove(&name).expect("listed above");
-            if let Err(e) = self.cold.put(name.clone(), &p) {
+            if let Err(e) = self.cold.put(name.clone(), |b| p.encode(b)) {
                 self.accounts.insert(name, p);
                 return Err(e);
             }
         }
-        Ok(n)
+        Ok(n + days)
     }
 
     /// Re-applies records that a log kept (already de-duplicated when first applied; the id
@@ -408,28 +475,21 @@ impl State {
             put_u64(out, buf.len() as u64);
             out.extend_from_slice(&buf);
         }
-        for v in [
-            self.high_water as u64,
-            self.cold.generation,
-            self.cold.len,
-            self.cold.garbage,
-            self.cold.index.len() as u64,
-        ] {
-            put_u64(out, v);
+        put_u64(out, self.high_water as u64);
+        encode_cold(&self.cold, out);
+        let mut days: Vec<(&i64, &IdSet)> = self.seen.days.iter().collect();
+        days.sort_unstable_by_key(|(d, _)| **d);
+        put_u64(out, days.len() as u64);
+        for (day, set) in days {
+            let mut ids: Vec<u64> = set.iter().copied().collect();
+            ids.sort_unstable();
+            put_u64(out, *day as u64);
+            put_u64(out, ids.len() as u64);
+            for id in ids {
+                put_u64(out, id);
+            }
         }
-        let mut cold: Vec<(&String, &Slot)> = self.cold.index.iter().collect();
-        cold.sort_unstable_by_key(|(n, _)| *n);
-        for (name, slot) in cold {
-            put_str(out, Some(name));
-            put_u64(out, slot.offset);
-            put_u32(out, slot.len);
-        }
-        let mut ids: Vec<u64> = self.seen.iter().copied().collect();
-        ids.sort_unstable();
-        put_u64(out, ids.len() as u64);
-        for id in ids {
-            put_u64(out, id);
-        }
+        encode_cold(&self.seen.cold, out);
     }
 
     pub fn decode(buf: &[u8]) -> Result<State, String> {
@@ -457,33 +517,19 @@ impl State {
             s.accounts.insert(name.to_string(), p);
         }
         s.high_water = r.u64().map_err(bad)? as i64;
-        s.cold.generation = r.u64().map_err(bad)?;
-        s.cold.len = r.u64().map_err(bad)?;
-        s.cold.garbage = r.u64().map_err(bad)?;
-        let n = r.u64().map_err(bad)?;
-        for _ in 0..n {
-            let name = r
-                .str()
-                .map_err(bad)?
-                .ok_or("checkpoint: cold account without id")?;
-            let slot = Slot {
-                offset: r.u64().map_err(bad)?,
-                len: r.u32().map_err(bad)?,
-            };
-            if slot.offset.saturating_add(u64::from(slot.len)) > s.cold.len {
-                return Err(format!(
-                    "checkpoint: cold profile of {name} lies past the cold file's end"
-                ));
+        decode_cold(&mut r, &mut s.cold)?;
+        for _ in 0..r.u64().map_err(bad)? {
+            let day = r.u64().map_err(bad)? as i64;
+            let n = r.u64().map_err(bad)?;
+            let mut set = IdSet::default();
+            // A count from a damaged file must not drive a huge allocation.
+            set.reserve((n as usize).min(buf.len().saturating_sub(r.at) / 8));
+            for _ in 0..n {
+                set.insert(r.u64().map_err(bad)?);
             }
-            s.cold.index.insert(name.to_string(), slot);
+            s.seen.days.insert(day, set);
         }
-        let n = r.u64().map_err(bad)?;
-        // A count from a damaged file must not drive a huge allocation.
-        s.seen
-            .reserve((n as usize).min(buf.len().saturating_sub(r.at) / 8));
-        for _ in 0..n {
-            s.seen.insert(r.u64().map_err(bad)?);
-        }
+        decode_cold(&mut r, &mut s.seen.cold)?;
         if r.at != buf.len() {
             return Err("checkpoint has trailing bytes".into());
         }

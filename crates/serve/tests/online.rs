@@ -186,6 +186,8 @@ fn evicted_accounts_change_no_verdict() {
         assert_eq!(svc.ingest_batch(b).unwrap().accepted as usize, b.num_rows());
         svc.evict_idle().unwrap();
         assert!(svc.metrics.resident_accounts.get() <= 25);
+        // Request ids of days that ended 6 h before the latest exchange are on disk.
+        assert!(i < 4 || svc.metrics.resident_request_ids.get() < svc.counts().0 as i64);
         if i % 7 == 3 || i + 1 == batches.len() {
             svc.checkpoint().unwrap();
         }
@@ -239,8 +241,8 @@ fn evicted_accounts_change_no_verdict() {
         .filter(|n| n.starts_with("cold-"))
         .collect();
     assert_eq!(generations.len(), 1, "{generations:?}");
-    assert_ne!(generations[0], dg_serve::cold::file_name(0));
-    // Re-sending everything counts nothing twice, evicted accounts included.
+    assert_ne!(generations[0], dg_serve::cold::file_name("cold", 0));
+    // Re-sending everything counts nothing twice, evicted accounts and days included.
     for b in &batches {
         assert_eq!(svc.ingest_batch(b).unwrap().accepted, 0);
     }
