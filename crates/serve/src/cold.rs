@@ -162,12 +162,17 @@ impl Cold {
         Ok(())
     }
 
-    /// Reads an entry back (it becomes resident again), or None when it is not here.
-    pub fn take(&mut self, key: &str) -> io::Result<Option<Vec<u8>>> {
+    /// Reads an entry back and decodes it (it becomes resident again), or None when it is
+    /// not here. The entry leaves the store only once it has decoded: on any error it stays.
+    pub fn take<T>(
+        &mut self,
+        key: &str,
+        decode: impl FnOnce(&[u8]) -> io::Result<T>,
+    ) -> io::Result<Option<T>> {
         let Some(&slot) = self.index.get(key) else {
             return Ok(None);
         };
-        let p = read_slot(self.file()?, key, slot)?;
+        let p = decode(&read_slot(self.file()?, key, slot)?)?;
         self.index.remove(key);
         self.garbage += HEAD + u64::from(slot.len);
         Ok(Some(p))
@@ -201,29 +206,48 @@ impl Cold {
         let old = self.file()?.clone();
         let next = self.generation + 1;
         let path = dir.join(file_name(self.prefix, next));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        let mut slots: Vec<(&String, &mut Slot)> = self.index.iter_mut().collect();
-        slots.sort_by_key(|(_, s)| s.offset);
-        let mut at = 0u64;
-        let mut buf = Vec::new();
-        for (_, slot) in slots {
-            let n = HEAD + u64::from(slot.len);
-            buf.resize(n as usize, 0);
-            old.read_exact_at(&mut buf, slot.offset)?;
-            file.write_all_at(&buf, at)?;
-            slot.offset = at;
-            at += n;
+        // The index changes only once the new file is whole and durable: a failure leaves
+        // the store on the old file, untouched, and the partial new file is removed.
+        let copied = (|| -> io::Result<Copied> {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&path)?;
+            let mut slots: Vec<(&String, &Slot)> = self.index.iter().collect();
+            slots.sort_by_key(|(_, s)| s.offset);
+            let mut moved = Vec::with_capacity(slots.len());
+            let mut at = 0u64;
+            let mut buf = Vec::new();
+            for (key, slot) in slots {
+                let n = HEAD + u64::from(slot.len);
+                buf.resize(n as usize, 0);
+                old.read_exact_at(&mut buf, slot.offset)?;
+                file.write_all_at(&buf, at)?;
+                moved.push((key.clone(), at));
+                at += n;
+            }
+            file.sync_all()?;
+            File::open(dir)?.sync_all()?;
+            Ok((file, moved, at))
+        })();
+        let (file, moved, len) = match copied {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        for (key, offset) in moved {
+            self.index
+                .get_mut(&key)
+                .expect("copied from the index")
+                .offset = offset;
         }
-        file.sync_all()?;
-        File::open(dir)?.sync_all()?;
         self.file = Some(Arc::new(file));
         self.generation = next;
-        self.len = at;
+        self.len = len;
         self.garbage = 0;
         Ok(true)
     }
@@ -249,6 +273,13 @@ pub fn remove_other_generations(dir: &Path, keep: (&str, u64)) -> io::Result<()>
     Ok(())
 }
 
+/// Entries read from a store: (key, bytes).
+pub type Entries = Vec<(String, Vec<u8>)>;
+/// Entries that could not be read: (key, why).
+pub type Unreadable = Vec<(String, io::Error)>;
+/// A compacted copy: the new file, each key's new offset, the new length.
+type Copied = (File, Vec<(String, u64)>, u64);
+
 /// The cold profiles as they were at one moment (see [`Cold::snapshot`]).
 pub struct ColdSnapshot {
     file: Option<Arc<File>>,
@@ -256,22 +287,29 @@ pub struct ColdSnapshot {
 }
 
 impl ColdSnapshot {
-    /// Reads every entry of the snapshot, in file order.
-    pub fn read_all(self) -> io::Result<Vec<(String, Vec<u8>)>> {
-        let Some(file) = self.file else {
-            return if self.slots.is_empty() {
-                Ok(Vec::new())
-            } else {
-                Err(io::Error::other("cold store not attached"))
-            };
-        };
+    /// Reads every entry of the snapshot, in file order: the entries read, and the keys
+    /// that could not be read with the reason (a damaged record keeps no judgement from
+    /// running; the caller reports it).
+    pub fn read_all(self) -> (Entries, Unreadable) {
         let mut slots = self.slots;
+        let Some(file) = self.file else {
+            let e = || io::Error::other("cold store not attached");
+            return (
+                Vec::new(),
+                slots.into_iter().map(|(n, _)| (n, e())).collect(),
+            );
+        };
         // File order: sequential reads.
         slots.sort_by_key(|(_, s)| s.offset);
-        slots
-            .into_iter()
-            .map(|(n, s)| read_slot(&file, &n, s).map(|p| (n, p)))
-            .collect()
+        let mut read = Vec::with_capacity(slots.len());
+        let mut failed = Vec::new();
+        for (n, s) in slots {
+            match read_slot(&file, &n, s) {
+                Ok(b) => read.push((n, b)),
+                Err(e) => failed.push((n, e)),
+            }
+        }
+        (read, failed)
     }
 }
 
@@ -303,7 +341,7 @@ mod tests {
     }
 
     fn take(c: &mut Cold, key: &str) -> Option<Profile> {
-        c.take(key).unwrap().map(|b| Profile::decode(&b).unwrap())
+        c.take(key, |b| Ok(Profile::decode(b).unwrap())).unwrap()
     }
 
     #[test]
@@ -318,7 +356,8 @@ mod tests {
         assert_eq!(take(&mut c, "a3").unwrap(), profile(4));
         assert!(take(&mut c, "a3").is_none());
         assert!(!c.contains("a3") && c.contains("a4"));
-        let snap = c.snapshot().read_all().unwrap();
+        let (snap, unreadable) = c.snapshot().read_all();
+        assert!(unreadable.is_empty());
         assert_eq!(snap.len(), 19);
         assert!(snap.iter().all(
             |(n, b)| Profile::decode(b).unwrap() == profile(n[1..].parse::<u32>().unwrap() + 1)
@@ -358,7 +397,10 @@ mod tests {
             .unwrap();
         remove_other_generations(d, back.keep()).unwrap();
         assert!(!file0.exists());
-        assert_eq!(ids.take("20000").unwrap().unwrap(), vec![1, 2, 3]);
+        assert_eq!(
+            ids.take("20000", |b| Ok(b.to_vec())).unwrap().unwrap(),
+            vec![1, 2, 3]
+        );
 
         // A damaged record is an error naming its key, never a silent empty entry.
         put(&mut back, "x", &profile(3));
@@ -368,8 +410,17 @@ mod tests {
             .open(d.join(file_name("cold", 1)))
             .unwrap();
         f.write_all_at(&[0xFF, 0xFE], at).unwrap();
-        let e = back.take("x").unwrap_err().to_string();
+        let e = back.take("x", |b| Ok(b.len())).unwrap_err().to_string();
         assert!(e.contains("\"x\"") && e.contains("corrupt"), "{e}");
+        // It stays in the store (never dropped), and a judgement's read reports it by name.
+        assert!(back.contains("x"));
+        let (_, unreadable) = back.snapshot().read_all();
+        assert_eq!(unreadable.len(), 1);
+        assert_eq!(unreadable[0].0, "x");
+        // A record that reads but does not decode stays too.
+        put(&mut back, "y", &profile(1));
+        let e = back.take("y", |_| Err::<(), _>(invalid("no".into())));
+        assert!(e.is_err() && back.contains("y"));
         // A file shorter than its checkpoint says is refused.
         let mut short = Cold {
             generation: 1,

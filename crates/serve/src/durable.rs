@@ -367,4 +367,55 @@ mod tests {
         let e = Log::open(dir.path(), false).err().unwrap();
         assert!(e.contains("checkpoint.bin"), "{e}");
     }
+
+    #[test]
+    fn reads_version_1_checkpoints_and_ignores_far_future_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut st, _) = Log::open(dir.path(), false).unwrap();
+        st.apply(&events("acct-1", &["a", "b"])).unwrap();
+        // Version 1: counters, every profile, one flat id set.
+        let mut v1 = b"DGSTATE1".to_vec();
+        for v in [7u64, 2, 0, 0, 1] {
+            v1.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut p = Vec::new();
+        st.accounts["acct-1"].encode(&mut p);
+        v1.extend_from_slice(&6u32.to_le_bytes());
+        v1.extend_from_slice(b"acct-1");
+        v1.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        v1.extend_from_slice(&p);
+        let ids: Vec<u64> = st.seen.days.values().flatten().copied().collect();
+        v1.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+        for id in &ids {
+            v1.extend_from_slice(&id.to_le_bytes());
+        }
+        let mut back = State::decode(&v1).unwrap();
+        assert_eq!((back.log_seq, back.exchanges), (7, 2));
+        assert_eq!(back.accounts, st.accounts);
+        assert_eq!(back.high_water, st.high_water);
+        // Its ids still count: re-sent exchanges are duplicates, new ones are not.
+        let (_, n) = back.apply(&events("acct-1", &["a", "c"])).unwrap();
+        assert_eq!((n.accepted, n.duplicates), (1, 1));
+        // Written back as version 2, the old ids survive a round trip.
+        let mut v2 = Vec::new();
+        back.encode(&mut v2);
+        let again = State::decode(&v2).unwrap();
+        assert_eq!(again.seen.legacy, back.seen.legacy);
+        assert_eq!(again.exchanges, 3);
+
+        // One record dated in the year 9999 does not make every account idle.
+        let before = back.high_water;
+        let mut far = Vec::new();
+        let row = Row {
+            ts: 253_370_764_800_000_000,
+            request_id: "far",
+            model: "m-1",
+            client_ip: "192.0.2.7",
+            ..Row::default()
+        };
+        encode_event("acct-2", &row, &mut far);
+        back.apply(&far).unwrap();
+        assert_eq!(back.high_water, before);
+        assert_eq!(back.accounts["acct-2"].exchanges, 1);
+    }
 }

@@ -45,6 +45,8 @@ pub struct RequestIds {
     pub cold: Cold,
     /// Days read back from disk since start.
     pub reloads: u64,
+    /// Ids from a version-1 checkpoint, which kept no days (empty otherwise).
+    pub legacy: IdSet,
 }
 
 impl Default for RequestIds {
@@ -53,6 +55,7 @@ impl Default for RequestIds {
             days: HashMap::new(),
             cold: Cold::new("ids"),
             reloads: 0,
+            legacy: IdSet::default(),
         }
     }
 }
@@ -62,19 +65,24 @@ impl RequestIds {
     pub fn day(&mut self, day: i64) -> io::Result<&mut IdSet> {
         if !self.days.contains_key(&day) {
             let mut set = IdSet::default();
-            if let Some(bytes) = self.cold.take(&day.to_string())? {
+            let read = self.cold.take(&day.to_string(), |bytes| {
                 if bytes.len() % 8 != 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("request ids of day {day}: {} bytes", bytes.len()),
                     ));
                 }
+                let mut set = IdSet::default();
                 set.reserve(bytes.len() / 8);
                 set.extend(
                     bytes
                         .chunks_exact(8)
                         .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
                 );
+                Ok(set)
+            })?;
+            if let Some(read) = read {
+                set = read;
                 self.reloads += 1;
             }
             self.days.insert(day, set);
@@ -82,9 +90,14 @@ impl RequestIds {
         Ok(self.days.get_mut(&day).expect("inserted above"))
     }
 
+    /// Whether a version-1 checkpoint counted this id.
+    pub fn in_legacy(&self, id: u64) -> bool {
+        !self.legacy.is_empty() && self.legacy.contains(&id)
+    }
+
     /// Ids in memory.
     pub fn resident(&self) -> usize {
-        self.days.values().map(HashSet::len).sum()
+        self.days.values().map(HashSet::len).sum::<usize>() + self.legacy.len()
     }
 
     /// Moves to disk every day that ended before `cutoff` (µs), oldest first, at most

@@ -344,15 +344,18 @@ impl Service {
             g.state.since_judgement = 0;
             (g.state.snapshot(), g.state.exchanges)
         };
-        let (names, profiles) = match snapshot.load() {
-            Ok(p) => p,
-            Err(e) => {
-                // The previous table stays; the next round tries again.
-                tracing::error!("judgement skipped: cold store: {e}");
-                self.metrics.background_errors.inc();
-                return self.table();
+        let loaded = snapshot.load();
+        if !loaded.unreadable.is_empty() {
+            // Judged without them (no decision of their own in this table): a damaged record
+            // must not stop every other account's judgement.
+            self.metrics
+                .background_errors
+                .inc_by(loaded.unreadable.len() as u64);
+            for (account, e) in loaded.unreadable.iter().take(10) {
+                tracing::error!("judgement: profile of {account} left out: {e}");
             }
-        };
+        }
+        let (names, profiles) = (loaded.names, loaded.profiles);
         let facts: Vec<AccountFacts> = names
             .iter()
             .map(|n| self.facts.get(n).cloned().unwrap_or_default())
@@ -501,6 +504,13 @@ impl Service {
         }
         let cp = {
             let mut g = self.inner.lock().unwrap();
+            // Again under the lock: an ingest may have failed while this thread waited for it,
+            // leaving a state that must not be checkpointed.
+            if self.failed.load(Ordering::Acquire) {
+                return Err(ServeError::Storage(
+                    "no checkpoint after a failed log write: restart the service".into(),
+                ));
+            }
             let Inner { state, log } = &mut *g;
             log.rotate(state)
                 .map_err(|e| ServeError::Storage(format!("checkpoint: {e}")))?

@@ -205,7 +205,8 @@ fn decode_cold(r: &mut Reader, c: &mut Cold) -> Result<(), String> {
             offset: r.u64().map_err(bad)?,
             len: r.u32().map_err(bad)?,
         };
-        if slot.offset.saturating_add(u64::from(slot.len)) > c.len {
+        let end = slot.offset.checked_add(8 + u64::from(slot.len));
+        if end.is_none_or(|end| end > c.len) {
             return Err(format!(
                 "checkpoint: cold entry {key:?} lies past its file's end"
             ));
@@ -215,8 +216,41 @@ fn decode_cold(r: &mut Reader, c: &mut Cold) -> Result<(), String> {
     Ok(())
 }
 
-/// Checkpoint format: version 2 added the cold stores and the latest exchange time.
+/// A set of request ids: count, then the ids in ascending order.
+fn put_ids(set: &IdSet, out: &mut Vec<u8>) {
+    let mut ids: Vec<u64> = set.iter().copied().collect();
+    ids.sort_unstable();
+    put_u64(out, ids.len() as u64);
+    for id in ids {
+        put_u64(out, id);
+    }
+}
+
+fn read_ids(r: &mut Reader, set: &mut IdSet) -> Result<(), String> {
+    let bad = |e: BadRecord| format!("checkpoint is corrupt ({e})");
+    let n = r.u64().map_err(bad)?;
+    // A count from a damaged file must not drive a huge allocation.
+    set.reserve((n as usize).min(r.buf.len().saturating_sub(r.at) / 8));
+    for _ in 0..n {
+        set.insert(r.u64().map_err(bad)?);
+    }
+    Ok(())
+}
+
+/// Checkpoint format: version 2 added the cold stores and the latest exchange time;
+/// version 1 (every profile resident, one flat id set) is still read.
 const MAGIC: &[u8; 8] = b"DGSTATE2";
+const MAGIC_V1: &[u8; 8] = b"DGSTATE1";
+
+/// Exchanges dated more than this far past the wall clock do not move the latest exchange
+/// time: one record from the year 9999 would otherwise make every account idle.
+const MAX_AHEAD_MICROS: i64 = 3_600_000_000;
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
 
 /// Every profile at one moment: resident copies, and where the cold ones are.
 pub struct Snapshot {
@@ -233,22 +267,38 @@ fn decode_profile(account: &str, bytes: &[u8]) -> std::io::Result<Profile> {
     })
 }
 
+/// Every readable profile of a [`Snapshot`], and the accounts whose cold record could not be
+/// read (left out of the judgement; the caller reports them).
+pub struct Loaded {
+    pub names: Vec<String>,
+    pub profiles: Vec<Profile>,
+    pub unreadable: Vec<(String, std::io::Error)>,
+}
+
 impl Snapshot {
     /// Account names (sorted) and their profiles in canonical form, cold ones read from disk.
-    pub fn load(self) -> std::io::Result<(Vec<String>, Vec<Profile>)> {
+    pub fn load(self) -> Loaded {
         let mut all = self.resident;
-        for (name, bytes) in self.cold.read_all()? {
-            let p = decode_profile(&name, &bytes)?;
-            all.push((name, p));
+        let (cold, mut unreadable) = self.cold.read_all();
+        for (name, bytes) in cold {
+            match decode_profile(&name, &bytes) {
+                Ok(p) => all.push((name, p)),
+                Err(e) => unreadable.push((name, e)),
+            }
         }
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(all
+        let (names, profiles) = all
             .into_iter()
             .map(|(n, mut p)| {
                 p.normalise();
                 (n, p)
             })
-            .unzip())
+            .unzip();
+        Loaded {
+            names,
+            profiles,
+            unreadable,
+        }
     }
 }
 
@@ -336,11 +386,16 @@ impl State {
         let mut kept = Vec::with_capacity(events.len());
         let mut n = Applied::default();
         let mut failed = None;
+        let ahead_limit = now_micros().saturating_add(MAX_AHEAD_MICROS);
         for_each_event(events, |account, row| {
             if failed.is_some() {
                 return;
             }
             let id = id_hash(row.request_id);
+            if self.seen.in_legacy(id) {
+                n.duplicates += 1;
+                return;
+            }
             let ids = match self.seen.day(day_of(row.ts)) {
                 Ok(ids) => ids,
                 Err(e) => {
@@ -355,17 +410,11 @@ impl State {
             match self.accounts.get_mut(account) {
                 Some(p) => p.add(row),
                 None => {
-                    let mut p = match self.cold.take(account) {
-                        Ok(Some(b)) => match decode_profile(account, &b) {
-                            Ok(p) => {
-                                self.reloads += 1;
-                                p
-                            }
-                            Err(e) => {
-                                failed = Some(e);
-                                return;
-                            }
-                        },
+                    let mut p = match self.cold.take(account, |b| decode_profile(account, b)) {
+                        Ok(Some(p)) => {
+                            self.reloads += 1;
+                            p
+                        }
                         Ok(None) => Profile::default(),
                         Err(e) => {
                             failed = Some(e);
@@ -377,7 +426,9 @@ impl State {
                 }
             }
             ids.insert(id);
-            self.high_water = self.high_water.max(row.ts);
+            if row.ts <= ahead_limit {
+                self.high_water = self.high_water.max(row.ts);
+            }
             n.accepted += 1;
             encode_event(account, row, &mut kept);
         })?;
@@ -481,21 +532,19 @@ impl State {
         days.sort_unstable_by_key(|(d, _)| **d);
         put_u64(out, days.len() as u64);
         for (day, set) in days {
-            let mut ids: Vec<u64> = set.iter().copied().collect();
-            ids.sort_unstable();
             put_u64(out, *day as u64);
-            put_u64(out, ids.len() as u64);
-            for id in ids {
-                put_u64(out, id);
-            }
+            put_ids(set, out);
         }
         encode_cold(&self.seen.cold, out);
+        put_ids(&self.seen.legacy, out);
     }
 
     pub fn decode(buf: &[u8]) -> Result<State, String> {
         let mut r = Reader { buf, at: 0 };
         let bad = |e: BadRecord| format!("checkpoint is corrupt ({e})");
-        if r.take(8).map_err(bad)? != MAGIC {
+        let magic = r.take(8).map_err(bad)?;
+        let v1 = magic == MAGIC_V1;
+        if magic != MAGIC && !v1 {
             return Err("not a distillguard checkpoint (or another version)".into());
         }
         let mut s = State {
@@ -516,20 +565,23 @@ impl State {
                 .map_err(|e| format!("checkpoint: profile of {name}: {e}"))?;
             s.accounts.insert(name.to_string(), p);
         }
-        s.high_water = r.u64().map_err(bad)? as i64;
-        decode_cold(&mut r, &mut s.cold)?;
-        for _ in 0..r.u64().map_err(bad)? {
-            let day = r.u64().map_err(bad)? as i64;
-            let n = r.u64().map_err(bad)?;
-            let mut set = IdSet::default();
-            // A count from a damaged file must not drive a huge allocation.
-            set.reserve((n as usize).min(buf.len().saturating_sub(r.at) / 8));
-            for _ in 0..n {
-                set.insert(r.u64().map_err(bad)?);
+        if v1 {
+            // Version 1: every profile resident and one flat id set with no days; its ids
+            // stay a set of their own, checked for every exchange.
+            s.high_water = s.accounts.values().map(|p| p.last_ts).max().unwrap_or(0);
+            read_ids(&mut r, &mut s.seen.legacy)?;
+        } else {
+            s.high_water = r.u64().map_err(bad)? as i64;
+            decode_cold(&mut r, &mut s.cold)?;
+            for _ in 0..r.u64().map_err(bad)? {
+                let day = r.u64().map_err(bad)? as i64;
+                let mut set = IdSet::default();
+                read_ids(&mut r, &mut set)?;
+                s.seen.days.insert(day, set);
             }
-            s.seen.days.insert(day, set);
+            decode_cold(&mut r, &mut s.seen.cold)?;
+            read_ids(&mut r, &mut s.seen.legacy)?;
         }
-        decode_cold(&mut r, &mut s.seen.cold)?;
         if r.at != buf.len() {
             return Err("checkpoint has trailing bytes".into());
         }
