@@ -195,61 +195,80 @@ impl Cold {
         }
     }
 
-    /// Rewrites the live records into the next generation when garbage is more than half
-    /// of the file (and at least `min_garbage` bytes). Call while taking a checkpoint, under
-    /// the state lock; the old file is removed by [`Cold::remove_old`] once the checkpoint
-    /// naming the new generation is on disk. Returns whether it compacted.
-    pub fn compact(&mut self, dir: &Path, min_garbage: u64) -> io::Result<bool> {
+    /// Whether the file is due for compaction (garbage more than half of it and at least
+    /// [`COMPACT_MIN_GARBAGE`]), and if so what to copy. Call under the state lock, while
+    /// taking a checkpoint; [`Plan::copy`] then runs outside it and [`Cold::finish`] under it
+    /// again, so ingestion does not wait for the copy.
+    pub fn plan(&self, dir: &Path, min_garbage: u64) -> Option<Plan> {
         if self.garbage < min_garbage || self.garbage * 2 <= self.len {
-            return Ok(false);
+            return None;
         }
+        Some(Plan {
+            old: self.file.clone()?,
+            slots: self.index.iter().map(|(k, s)| (k.clone(), *s)).collect(),
+            path: dir.join(file_name(self.prefix, self.generation + 1)),
+            dir: dir.to_path_buf(),
+            generation: self.generation + 1,
+        })
+    }
+
+    /// Adopts a copy made by [`Plan::copy`]: entries unchanged since the plan take their new
+    /// offsets, entries written since are copied now (few), entries taken since are left
+    /// behind as garbage. The index changes only once the new file is whole and synced; on
+    /// any failure the store stays on its old file and the partial new file is removed.
+    /// The old file goes when the checkpoint naming the new generation is on disk.
+    pub fn finish(&mut self, c: Copy) -> io::Result<()> {
+        if c.generation != self.generation + 1 {
+            // Not this store's next file (and possibly its current one): leave it alone.
+            return Err(io::Error::other("compaction of another generation"));
+        }
+        let path = c.path.clone();
+        let result = self.adopt(c);
+        if result.is_err() {
+            let _ = fs::remove_file(path);
+        }
+        result
+    }
+
+    fn adopt(&mut self, c: Copy) -> io::Result<()> {
         let old = self.file()?.clone();
-        let next = self.generation + 1;
-        let path = dir.join(file_name(self.prefix, next));
-        // The index changes only once the new file is whole and durable: a failure leaves
-        // the store on the old file, untouched, and the partial new file is removed.
-        let copied = (|| -> io::Result<Copied> {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&path)?;
-            let mut slots: Vec<(&String, &Slot)> = self.index.iter().collect();
-            slots.sort_by_key(|(_, s)| s.offset);
-            let mut moved = Vec::with_capacity(slots.len());
-            let mut at = 0u64;
-            let mut buf = Vec::new();
-            for (key, slot) in slots {
-                let n = HEAD + u64::from(slot.len);
-                buf.resize(n as usize, 0);
-                old.read_exact_at(&mut buf, slot.offset)?;
-                file.write_all_at(&buf, at)?;
-                moved.push((key.clone(), at));
-                at += n;
-            }
-            file.sync_all()?;
-            File::open(dir)?.sync_all()?;
-            Ok((file, moved, at))
-        })();
-        let (file, moved, len) = match copied {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                return Err(e);
-            }
-        };
-        for (key, offset) in moved {
-            self.index
-                .get_mut(&key)
-                .expect("copied from the index")
-                .offset = offset;
+        let moved: HashMap<&str, (Slot, u64)> = c
+            .moved
+            .iter()
+            .map(|(k, s, at)| (k.as_str(), (*s, *at)))
+            .collect();
+        let mut index = HashMap::with_capacity(self.index.len());
+        let (mut at, mut live) = (c.len, 0u64);
+        let mut buf = Vec::new();
+        for (key, slot) in &self.index {
+            let offset = match moved.get(key.as_str()) {
+                Some((was, new)) if was == slot => *new,
+                _ => {
+                    let n = HEAD + u64::from(slot.len);
+                    buf.resize(n as usize, 0);
+                    old.read_exact_at(&mut buf, slot.offset)?;
+                    c.file.write_all_at(&buf, at)?;
+                    at += n;
+                    at - n
+                }
+            };
+            live += HEAD + u64::from(slot.len);
+            index.insert(
+                key.clone(),
+                Slot {
+                    offset,
+                    len: slot.len,
+                },
+            );
         }
-        self.file = Some(Arc::new(file));
-        self.generation = next;
-        self.len = len;
-        self.garbage = 0;
-        Ok(true)
+        c.file.sync_all()?;
+        File::open(&c.dir)?.sync_all()?;
+        self.index = index;
+        self.file = Some(Arc::new(c.file));
+        self.generation = c.generation;
+        self.len = at;
+        self.garbage = at - live;
+        Ok(())
     }
 
     /// The files to keep after a checkpoint of this store: (prefix, generation).
@@ -273,12 +292,76 @@ pub fn remove_other_generations(dir: &Path, keep: (&str, u64)) -> io::Result<()>
     Ok(())
 }
 
+/// Compaction only pays once a file holds at least this much garbage.
+pub const COMPACT_MIN_GARBAGE: u64 = 1 << 20;
+
+/// What a compaction copies (see [`Cold::plan`]).
+pub struct Plan {
+    old: Arc<File>,
+    slots: Vec<(String, Slot)>,
+    path: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    generation: u64,
+}
+
+/// A compaction's new file, written but not yet adopted (see [`Cold::finish`]).
+pub struct Copy {
+    file: File,
+    path: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    generation: u64,
+    /// (key, slot in the old file, offset in the new one).
+    moved: Vec<(String, Slot, u64)>,
+    len: u64,
+}
+
+impl Plan {
+    /// Copies the planned records into the next generation's file. Needs no lock: records
+    /// are never rewritten in place. A failure removes the partial file.
+    pub fn copy(mut self) -> io::Result<Copy> {
+        let result = (|| {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&self.path)?;
+            // File order: sequential reads.
+            self.slots.sort_by_key(|(_, s)| s.offset);
+            let mut moved = Vec::with_capacity(self.slots.len());
+            let mut at = 0u64;
+            let mut buf = Vec::new();
+            for (key, slot) in std::mem::take(&mut self.slots) {
+                let n = HEAD + u64::from(slot.len);
+                buf.resize(n as usize, 0);
+                self.old.read_exact_at(&mut buf, slot.offset)?;
+                file.write_all_at(&buf, at)?;
+                moved.push((key, slot, at));
+                at += n;
+            }
+            Ok((file, moved, at))
+        })();
+        match result {
+            Ok((file, moved, len)) => Ok(Copy {
+                file,
+                path: self.path,
+                dir: self.dir,
+                generation: self.generation,
+                moved,
+                len,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&self.path);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Entries read from a store: (key, bytes).
 pub type Entries = Vec<(String, Vec<u8>)>;
 /// Entries that could not be read: (key, why).
 pub type Unreadable = Vec<(String, io::Error)>;
-/// A compacted copy: the new file, each key's new offset, the new length.
-type Copied = (File, Vec<(String, u64)>, u64);
 
 /// The cold profiles as they were at one moment (see [`Cold::snapshot`]).
 pub struct ColdSnapshot {
@@ -383,9 +466,15 @@ mod tests {
         for i in 0..15 {
             let _ = take(&mut back, &format!("a{i}"));
         }
-        assert!(back.compact(d, 0).unwrap());
+        let plan = back.plan(d, 0).expect("mostly garbage");
+        let copy = plan.copy().unwrap();
+        // Written and taken while the copy ran (outside the lock): both seen to.
+        put(&mut back, "new", &profile(9));
+        assert_eq!(take(&mut back, "a19").unwrap(), profile(20));
+        back.finish(copy).unwrap();
+        assert_eq!(take(&mut back, "new").unwrap(), profile(9));
+        put(&mut back, "a19", &profile(20));
         assert_eq!(back.generation, 1);
-        assert_eq!(back.garbage, 0);
         assert_eq!(back.index.len(), 5);
         for i in 15..20 {
             assert_eq!(take(&mut back, &format!("a{i}")).unwrap(), profile(i + 1));

@@ -197,11 +197,10 @@ impl Log {
     }
 
     /// Starts a new log file after `state.log_seq` and returns the checkpoint of the state
-    /// at exactly that point (the cold store synced first, compacted when mostly garbage).
+    /// at exactly that point (the cold stores synced first).
     /// Call under the state lock; then [`Log::commit_checkpoint`] outside it.
-    pub fn rotate(&mut self, state: &mut State) -> io::Result<Checkpoint> {
-        for c in [&mut state.cold, &mut state.seen.cold] {
-            c.compact(&self.dir, COMPACT_MIN_GARBAGE)?;
+    pub fn rotate(&mut self, state: &State) -> io::Result<Checkpoint> {
+        for c in [&state.cold, &state.seen.cold] {
             c.sync()?;
         }
         let mut bytes = Vec::new();
@@ -241,9 +240,6 @@ impl Log {
         Ok(())
     }
 }
-
-/// A cold file is rewritten at a checkpoint only when it holds at least this much garbage.
-const COMPACT_MIN_GARBAGE: u64 = 1 << 20;
 
 /// A checkpoint ready to be written ([`Log::rotate`], then [`Log::commit_checkpoint`]).
 pub struct Checkpoint {
@@ -322,7 +318,7 @@ mod tests {
         assert_eq!(st.accounts["acct-2"].exchanges, 1);
 
         // A checkpoint covers it; the older log files go.
-        let cp = log.rotate(&mut st).unwrap();
+        let cp = log.rotate(&st).unwrap();
         Log::commit_checkpoint(d, &cp).unwrap();
         assert_eq!(log_files(d).unwrap().len(), 1);
         apply(&mut log, &mut st, "acct-1", &["d"]);

@@ -16,6 +16,7 @@ use dg_detect::sharing::PartnerIndex;
 use dg_detect::traits::{AccountFacts, Release};
 use serde::Serialize;
 
+use crate::cold::COMPACT_MIN_GARBAGE;
 use crate::config::{ServeConfig, ServeFile};
 use crate::decide::{self, Decision, Query};
 use crate::durable::{Log, Recovered};
@@ -502,6 +503,23 @@ impl Service {
                 "no checkpoint after a failed log write: restart the service".into(),
             ));
         }
+        // Cold files that are mostly garbage are compacted first: what to copy is taken
+        // under the lock, the copy runs outside it, the few entries that changed meanwhile
+        // are settled under it again, just before the checkpoint names the new files.
+        let plans = {
+            let g = self.inner.lock().unwrap();
+            [&g.state.cold, &g.state.seen.cold].map(|c| c.plan(&self.dir, COMPACT_MIN_GARBAGE))
+        };
+        let copies = plans.map(|p| {
+            p.and_then(|p| {
+                p.copy()
+                    .map_err(|e| {
+                        self.metrics.background_errors.inc();
+                        tracing::error!("compaction skipped: {e}");
+                    })
+                    .ok()
+            })
+        });
         let cp = {
             let mut g = self.inner.lock().unwrap();
             // Again under the lock: an ingest may have failed while this thread waited for it,
@@ -512,6 +530,15 @@ impl Service {
                 ));
             }
             let Inner { state, log } = &mut *g;
+            let [a, b] = copies;
+            for (store, copy) in [(&mut state.cold, a), (&mut state.seen.cold, b)] {
+                if let Some(copy) = copy
+                    && let Err(e) = store.finish(copy)
+                {
+                    self.metrics.background_errors.inc();
+                    tracing::error!("compaction skipped: {e}");
+                }
+            }
             log.rotate(state)
                 .map_err(|e| ServeError::Storage(format!("checkpoint: {e}")))?
         };
