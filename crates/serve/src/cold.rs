@@ -50,22 +50,32 @@ pub fn file_name(prefix: &str, generation: u64) -> String {
     format!("{prefix}-{generation:010}.bin")
 }
 
-/// The generations of one store's files in a directory.
-fn cold_files(dir: &Path, prefix: &str) -> io::Result<Vec<(u64, std::path::PathBuf)>> {
+/// The files of a directory named `<prefix><number><suffix>`, with their numbers, in
+/// ascending order (log files, each cold store's generations).
+pub(crate) fn numbered_files(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> io::Result<Vec<(u64, std::path::PathBuf)>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir)? {
         let p = e?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(g) = name
+        if let Some(n) = name
             .strip_prefix(prefix)
-            .and_then(|n| n.strip_prefix('-'))
-            .and_then(|n| n.strip_suffix(".bin"))
+            .and_then(|n| n.strip_suffix(suffix))
             .and_then(|n| n.parse::<u64>().ok())
         {
-            out.push((g, p));
+            out.push((n, p));
         }
     }
+    out.sort();
     Ok(out)
+}
+
+/// Makes a directory's entries (new or renamed files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn hash(bytes: &[u8]) -> u64 {
@@ -262,7 +272,7 @@ impl Cold {
             );
         }
         c.file.sync_all()?;
-        File::open(&c.dir)?.sync_all()?;
+        sync_dir(&c.dir)?;
         self.index = index;
         self.file = Some(Arc::new(c.file));
         self.generation = c.generation;
@@ -284,7 +294,7 @@ impl Cold {
 /// Removes a store's files of generations other than `keep.1` (once a checkpoint naming
 /// that generation is on disk).
 pub fn remove_other_generations(dir: &Path, keep: (&str, u64)) -> io::Result<()> {
-    for (g, p) in cold_files(dir, keep.0)? {
+    for (g, p) in numbered_files(dir, &format!("{}-", keep.0), ".bin")? {
         if g != keep.1 {
             fs::remove_file(p)?;
         }

@@ -23,7 +23,7 @@ use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cold::remove_other_generations;
+use crate::cold::{numbered_files, remove_other_generations, sync_dir};
 use crate::state::State;
 
 const CHECKPOINT: &str = "checkpoint.bin";
@@ -41,24 +41,7 @@ fn log_name(first_seq: u64) -> String {
 
 /// The log files of a directory, oldest first.
 fn log_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir)? {
-        let p = e?.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(seq) = name
-            .strip_prefix("log-")
-            .and_then(|n| n.strip_suffix(".wal"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            out.push((seq, p));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    numbered_files(dir, "log-", ".wal")
 }
 
 /// The open log of a state directory.
