@@ -21,6 +21,7 @@ use arrow::array::{
     UInt64Builder,
 };
 use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use datafusion::common::config::{ParquetColumnOptions, TableParquetOptions};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::ParquetReadOptions;
@@ -155,6 +156,33 @@ pub fn profiles_sql(table: &str) -> String {
     )
 }
 
+/// How `exchange_features` is written: LZ4 like the simulator's files (Zstandard, DataFusion's
+/// default, cost a tenth of the whole run to compress a table that is read once more), and
+/// dictionaries only for the columns with few distinct values (accounts, keys, models,
+/// countries, client fingerprints); building one for (almost) unique values is wasted work.
+fn feature_table_options() -> TableParquetOptions {
+    let mut opts = TableParquetOptions::default();
+    opts.global.compression = Some("lz4_raw".into());
+    opts.global.dictionary_enabled = Some(false);
+    for column in [
+        "account_id",
+        "api_key_id",
+        "model",
+        "asn",
+        "country",
+        "tls_ja4",
+    ] {
+        opts.column_specific_options.insert(
+            column.into(),
+            ParquetColumnOptions {
+                dictionary_enabled: Some(true),
+                ..Default::default()
+            },
+        );
+    }
+    opts
+}
+
 /// Runs the whole analysis and writes the results to `out`.
 pub async fn analyze(
     engine: &Engine,
@@ -185,7 +213,7 @@ pub async fn analyze(
     df.write_parquet(
         &dir,
         DataFrameWriteOptions::new().with_single_file_output(false),
-        None,
+        Some(feature_table_options()),
     )
     .await?;
     let seconds_features = t0.elapsed().as_secs_f64();
