@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Float32Builder, ListArray, ListBuilder,
-    NullBufferBuilder, StringBuilder, StructArray, TimestampMicrosecondBuilder, UInt16Builder,
-    UInt32Builder,
+    NullBufferBuilder, StringBuilder, StringViewArray, StructArray, TimestampMicrosecondBuilder,
+    UInt16Builder, UInt32Builder,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::Field;
@@ -614,7 +614,8 @@ impl MessagesBuilder {
             message_fields(),
             vec![
                 Arc::new(self.roles.finish()) as ArrayRef,
-                Arc::new(self.contents.finish()),
+                // Views into the builder's buffer: no copy.
+                Arc::new(StringViewArray::from(&self.contents.finish())),
             ],
             None,
         );

@@ -9,8 +9,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, ListArray, StringArray, StructArray, UInt16Array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, StringArray, StringViewArray, StructArray,
+    UInt16Array, new_null_array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::compute::{CastOptions, cast, cast_with_options, filter};
@@ -65,6 +65,58 @@ fn compatible(kind: Kind, dt: &DataType) -> bool {
     }
 }
 
+/// The file's type of a messages column with `content` read as a string view, when the
+/// column is a list of structs with plain string content; `None` leaves the column as it is.
+fn content_as_view(dt: &DataType) -> Option<DataType> {
+    let (DataType::List(item) | DataType::LargeList(item)) = dt else {
+        return None;
+    };
+    let DataType::Struct(fields) = item.data_type() else {
+        return None;
+    };
+    let fields: arrow::datatypes::Fields = fields
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 if f.name() == "content" => {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
+            }
+            _ => f.clone(),
+        })
+        .collect();
+    let item = Arc::new(
+        item.as_ref()
+            .clone()
+            .with_data_type(DataType::Struct(fields)),
+    );
+    Some(match dt {
+        DataType::List(_) => DataType::List(item),
+        _ => DataType::LargeList(item),
+    })
+}
+
+/// The file's metadata with its messages column read as string views (see
+/// [`crate::schema::message_fields`]); the plain metadata if the reader refuses the hint.
+fn with_view_hint(meta: ArrowReaderMetadata) -> ArrowReaderMetadata {
+    let schema = meta.schema();
+    let Ok(i) = schema.index_of("messages") else {
+        return meta;
+    };
+    let Some(dt) = content_as_view(schema.field(i).data_type()) else {
+        return meta;
+    };
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[i] = fields[i].clone().with_data_type(dt);
+    let hinted = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ));
+    ArrowReaderMetadata::try_new(
+        meta.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(hinted),
+    )
+    .unwrap_or(meta)
+}
+
 fn expected(kind: Kind) -> &'static str {
     match kind {
         Kind::Text | Kind::Ip | Kind::Country | Kind::OneOf(_) => "a string (utf8)",
@@ -97,6 +149,7 @@ pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
             detail: format!("not a readable Parquet file: {e}"),
         }
     })?;
+    let meta = with_view_hint(meta);
     let spec = r.table.spec();
     let file_schema = meta.schema().clone();
     let mut roots = Vec::new();
@@ -416,7 +469,11 @@ fn convert_messages(
     let list = list.as_list::<i32>();
     let structs = list.values().as_struct();
     let roles = to_strings(structs.column_by_name("role").expect("checked"))?;
-    let contents = to_strings(structs.column_by_name("content").expect("checked"))?;
+    let contents = cast(
+        structs.column_by_name("content").expect("checked"),
+        &DataType::Utf8View,
+    )?;
+    let contents = contents.as_string_view();
     let field = Arc::new(Field::new("item", DataType::Struct(message_fields()), true));
     // Fast path: canonical roles, no null role or content, no null message: reuse the arrays.
     if structs.null_count() == 0
@@ -426,7 +483,7 @@ fn convert_messages(
     {
         let structs = StructArray::new(
             message_fields(),
-            vec![Arc::new(roles) as ArrayRef, Arc::new(contents)],
+            vec![Arc::new(roles) as ArrayRef, Arc::new(contents.clone())],
             None,
         );
         return Ok(Arc::new(ListArray::new(
@@ -461,7 +518,7 @@ fn convert_messages(
             }
         })
         .collect();
-    let contents: StringArray = contents.iter().map(|v| Some(v.unwrap_or(""))).collect();
+    let contents: StringViewArray = contents.iter().map(|v| Some(v.unwrap_or(""))).collect();
     let offsets = list.value_offsets();
     for (row, w) in offsets.windows(2).enumerate() {
         if list.is_null(row) {

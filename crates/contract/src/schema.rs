@@ -194,11 +194,14 @@ static LABELS: TableSpec = TableSpec {
     ],
 };
 
-/// The Arrow type of a message struct: `{role, content}`, both non-null.
+/// The Arrow type of a message struct: `{role, content}`, both non-null. `content` — most of
+/// the bytes of a log — is a string view, so Parquet pages are read into it without copying
+/// (a reader keeps the decompressed page and points into it) and a batch is filtered or
+/// sliced without moving the text.
 pub fn message_fields() -> Fields {
     Fields::from(vec![
         Field::new("role", DataType::Utf8, false),
-        Field::new("content", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8View, false),
     ])
 }
 

@@ -116,7 +116,7 @@ fn good_jsonl_is_read_and_normalised() {
         .as_struct()
         .column_by_name("content")
         .unwrap()
-        .as_string::<i32>();
+        .as_string_view();
     assert_eq!(contents.value(0), "Hi \"there\"\n");
     assert_eq!(contents.value(2), "再见");
     assert_eq!(msgs.value_length(2), 0);

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float32Builder, ListArray, StringArray, StructArray, UInt8Builder,
-    UInt32Array, UInt32Builder, UInt64Builder,
+    Array, ArrayRef, AsArray, Float32Builder, ListArray, StringArray, StringViewArray, StructArray,
+    UInt8Builder, UInt32Array, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Fields, UInt32Type};
 use datafusion::common::{Result, exec_err};
@@ -170,9 +170,9 @@ pub fn extract<'a>(
             _ => {}
         }
     }
-    f.prompt_chars = shape_chars(prompt);
     f.context_chars = context.min(u32::MAX as usize) as u32;
     let shape = Shape::of(prompt);
+    f.prompt_chars = shape.chars;
     f.cjk = shape.cjk_share();
     f.script = shape.dominant_script();
     f.capability = capability(&shape, &f) as u8;
@@ -207,19 +207,110 @@ struct Shape {
     /// Characters inside delimited blocks (fences, quotes, tags, `---` sections).
     delimited: u32,
     chars: u32,
-    /// A numeric scale such as `1-10`, `0 to 5`, `/10`, `1~5`.
+    /// A numeric scale such as `1-10`, `1 / 5`, `1~5` (see [`has_scale`]).
     scale: bool,
     image: bool,
 }
 
+/// Lanes of [`CLASS`]: 16-bit counters packed in one `u128`, so counting a byte is one add.
+const LETTER: usize = 0;
+const DIGIT: usize = 1;
+/// `,` `|` tab: separators of table rows.
+const SEP: usize = 2;
+const CODE: usize = 3;
+const MATH: usize = 4;
+/// UTF-8 continuation bytes (`10xxxxxx`): a line's characters are its bytes minus these.
+const CONT: usize = 5;
+/// UTF-8 lead bytes of multi-byte characters, which are decoded separately.
+const LEAD: usize = 6;
+const LANES: usize = 7;
+
+const fn class_table() -> [u128; 256] {
+    let mut t = [0u128; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let lane = match c {
+            b'a'..=b'z' | b'A'..=b'Z' => Some(LETTER),
+            b'0'..=b'9' => Some(DIGIT),
+            b',' | b'|' | b'\t' => Some(SEP),
+            b'{' | b'}' | b';' | b'(' | b')' | b'[' | b']' | b'_' => Some(CODE),
+            b'+' | b'*' | b'^' | b'=' | b'<' | b'>' | b'\\' => Some(MATH),
+            0x80..=0xBF => Some(CONT),
+            0xC0..=0xFF => Some(LEAD),
+            _ => None,
+        };
+        if let Some(lane) = lane {
+            t[b] = 1u128 << (16 * lane);
+        }
+        b += 1;
+    }
+    t
+}
+
+/// One lane bit per byte value.
+static CLASS: [u128; 256] = class_table();
+
+/// Bytes of each [`CLASS`] lane in `bytes`.
+fn count_classes(bytes: &[u8]) -> [u32; LANES] {
+    let mut out = [0u32; LANES];
+    // A lane holds up to 65,535.
+    for chunk in bytes.chunks(usize::from(u16::MAX)) {
+        let mut acc = 0u128;
+        for &b in chunk {
+            acc += CLASS[usize::from(b)];
+        }
+        for (k, o) in out.iter_mut().enumerate() {
+            *o += ((acc >> (16 * k)) & 0xFFFF) as u32;
+        }
+    }
+    out
+}
+
+/// `text.split('\n')`, found with the vectorised `memchr` (the standard library's search is
+/// byte-wise).
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text.as_bytes())
+        .map(Some)
+        .chain([None])
+        .map(move |end| {
+            let end = end.unwrap_or(text.len());
+            let line = &text[start..end];
+            start = end + 1;
+            line
+        })
+}
+
+/// A numeric scale such as `1-10`, `0 / 5`, `1~5`, `1～5`, `1–5`: a digit, a dash, slash or
+/// tilde, spaces, a digit.
+fn has_scale(text: &str, non_ascii: bool) -> bool {
+    let b = text.as_bytes();
+    let after_digit = |i: usize| i > 0 && b[i - 1].is_ascii_digit();
+    let digit_follows = |mut j: usize| {
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        j < b.len() && b[j].is_ascii_digit()
+    };
+    if memchr::memchr3_iter(b'-', b'/', b'~', b).any(|i| after_digit(i) && digit_follows(i + 1)) {
+        return true;
+    }
+    non_ascii
+        && ["～", "–"].iter().any(|sep| {
+            memchr::memmem::find_iter(b, sep.as_bytes())
+                .any(|i| after_digit(i) && digit_follows(i + sep.len()))
+        })
+}
+
 impl Shape {
-    /// One pass over the bytes, line by line; only non-ASCII characters are decoded.
+    /// Line by line, one table-driven pass over each line's bytes; only lines with non-ASCII
+    /// characters are decoded (for their scripts).
     fn of(text: &str) -> Shape {
         let mut s = Shape::default();
         let mut in_block = false;
-        let mut prev_digit = false;
-        let mut after_digit_sep = false;
-        for line in text.split('\n') {
+        let mut non_ascii = false;
+        for line in split_lines(text) {
             s.lines += 1;
             let t = line.trim_start();
             let fence = t.starts_with("```")
@@ -235,77 +326,50 @@ impl Shape {
             if starts_enumerated(t) {
                 s.enumerated += 1;
             }
-            let (mut n, mut seps) = (0u32, 0u32);
-            let bytes = line.as_bytes();
-            let mut i = 0;
-            while i < bytes.len() {
-                let b = bytes[i];
-                if b < 0x80 {
-                    n += 1;
-                    i += 1;
-                    if b.is_ascii_alphabetic() {
-                        s.letters += 1;
-                    }
-                    let digit = b.is_ascii_digit();
-                    if digit {
-                        s.digits += 1;
-                        if after_digit_sep {
-                            s.scale = true;
-                        }
-                    }
-                    match b {
-                        b',' | b'|' | b'\t' => seps += 1,
-                        b'{' | b'}' | b';' | b'(' | b')' | b'[' | b']' | b'_' => {
-                            s.code_symbols += 1
-                        }
-                        b'+' | b'*' | b'^' | b'=' | b'<' | b'>' | b'\\' => s.math_symbols += 1,
-                        _ => {}
-                    }
-                    after_digit_sep = match b {
-                        b'-' | b'/' | b'~' => prev_digit,
-                        b' ' => after_digit_sep,
-                        _ => false,
-                    };
-                    prev_digit = digit;
-                    continue;
-                }
-                // A multi-byte character: `line` is valid UTF-8 and `i` a boundary.
-                let c = line[i..].chars().next().expect("char boundary");
-                i += c.len_utf8();
-                n += 1;
-                let cp = c as u32;
-                if c.is_alphabetic() {
-                    s.letters += 1;
-                    let script = script_of(cp);
-                    s.scripts[script] += 1;
-                    if (1..=3).contains(&script) {
-                        s.cjk += 1;
-                    }
-                }
-                if matches!(c, '∑' | '∫' | '√') {
-                    s.math_symbols += 1;
-                }
-                after_digit_sep = matches!(c, '～' | '–') && prev_digit;
-                prev_digit = false;
+            let k = count_classes(line.as_bytes());
+            s.letters += k[LETTER];
+            s.digits += k[DIGIT];
+            s.code_symbols += k[CODE];
+            s.math_symbols += k[MATH];
+            if k[LEAD] > 0 {
+                non_ascii = true;
+                s.add_non_ascii(line);
             }
+            let n = (line.len() as u32).saturating_sub(k[CONT]);
             // The newline itself.
             s.chars += n + 1;
             if (in_block && !fence) || t.starts_with('>') {
                 s.delimited += n;
             }
-            if seps >= 2 {
+            if k[SEP] >= 2 {
                 s.tabular += 1;
             }
-            after_digit_sep = false;
-            prev_digit = false;
         }
         s.chars = s.chars.saturating_sub(1);
+        s.scale = has_scale(text, non_ascii);
         // Quoted text counts as delimited when it is long.
-        let quoted = quoted_chars(text);
+        let quoted = quoted_chars(text, non_ascii);
         s.delimited = s.delimited.max(quoted);
         s.image = text.contains("image")
             && (text.contains("data:image/") || text.contains("<image") || text.contains("[image"));
         s
+    }
+
+    /// Letters and symbols among a line's multi-byte characters.
+    fn add_non_ascii(&mut self, line: &str) {
+        for c in line.chars().filter(|c| !c.is_ascii()) {
+            if c.is_alphabetic() {
+                self.letters += 1;
+                let script = script_of(c as u32);
+                self.scripts[script] += 1;
+                if (1..=3).contains(&script) {
+                    self.cjk += 1;
+                }
+            }
+            if matches!(c, '∑' | '∫' | '√') {
+                self.math_symbols += 1;
+            }
+        }
     }
 
     fn dominant_script(&self) -> u8 {
@@ -361,10 +425,13 @@ fn starts_enumerated(t: &str) -> bool {
     }
 }
 
-/// Characters inside the longest pair of matching quotes (", “ ”, 「 」).
-fn quoted_chars(text: &str) -> u32 {
+/// Characters inside the longest pair of matching quotes (", “ ”, 「 」, « »); the last three
+/// only looked for in text with non-ASCII characters.
+fn quoted_chars(text: &str, non_ascii: bool) -> u32 {
     let mut best = 0u32;
-    for (open, close) in [('"', '"'), ('“', '”'), ('「', '」'), ('«', '»')] {
+    let pairs = [('"', '"'), ('“', '”'), ('「', '」'), ('«', '»')];
+    for (open, close) in &pairs[..if non_ascii { pairs.len() } else { 1 }] {
+        let (open, close) = (*open, *close);
         if let (Some(a), Some(b)) = (text.find(open), text.rfind(close))
             && b > a + open.len_utf8()
         {
@@ -500,12 +567,6 @@ pub fn template_key(prompt: &str) -> u64 {
     combine(m1, m2) | 1
 }
 
-/// Characters of a text: bytes that do not continue a multi-byte sequence.
-fn shape_chars(text: &str) -> u32 {
-    let n = text.bytes().filter(|&b| (b as i8) >= -0x40).count();
-    n.min(u32::MAX as usize) as u32
-}
-
 /// The struct fields of the UDF's result, in order. Column names of the exchange feature table.
 pub const FIELDS: [(&str, DataType); 12] = [
     ("prompt_chars", DataType::UInt32),
@@ -579,6 +640,37 @@ fn utf8(a: &ArrayRef, what: &str) -> Result<StringArray> {
     }
 }
 
+/// A text column read in place: string views (the contract's message content) are not
+/// converted; other string types are cast to `Utf8`.
+pub(crate) enum Texts {
+    Utf8(StringArray),
+    View(StringViewArray),
+}
+
+impl Texts {
+    pub(crate) fn of(a: &ArrayRef, what: &str) -> Result<Texts> {
+        Ok(match a.data_type() {
+            DataType::Utf8View => Texts::View(a.as_string_view().clone()),
+            _ => Texts::Utf8(utf8(a, what)?),
+        })
+    }
+
+    pub(crate) fn is_null(&self, i: usize) -> bool {
+        match self {
+            Texts::Utf8(a) => a.is_null(i),
+            Texts::View(a) => a.is_null(i),
+        }
+    }
+
+    /// The value of row `i` (meaningless when [`Texts::is_null`]).
+    pub(crate) fn value(&self, i: usize) -> &str {
+        match self {
+            Texts::Utf8(a) => a.value(i),
+            Texts::View(a) => a.value(i),
+        }
+    }
+}
+
 fn u32s(a: &ArrayRef) -> Result<UInt32Array> {
     let c = arrow::compute::cast(a, &DataType::UInt32)
         .map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))?;
@@ -605,7 +697,7 @@ pub(crate) fn features_of_batch(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
         Some(s) if s.num_columns() >= 2 => {
             let r = s.column_by_name("role").unwrap_or(s.column(0));
             let c = s.column_by_name("content").unwrap_or(s.column(1));
-            (utf8(r, "role")?, utf8(c, "content")?)
+            (utf8(r, "role")?, Texts::of(c, "content")?)
         }
         _ => return exec_err!("{UDF_NAME}: messages must be list<struct<role, content>>"),
     };
@@ -906,7 +998,7 @@ pub fn for_each_last_user(messages: &ArrayRef, mut f: impl FnMut(Option<&str>)) 
         return exec_err!("messages must be list<struct<role, content>>");
     };
     let roles = utf8(s.column_by_name("role").unwrap_or(s.column(0)), "role")?;
-    let contents = utf8(
+    let contents = Texts::of(
         s.column_by_name("content").unwrap_or(s.column(1)),
         "content",
     )?;

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Float32Builder, ListBuilder, StringBuilder,
-    StructBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt32Builder,
+    Array, ArrayBuilder, ArrayRef, AsArray, BooleanBuilder, Float32Builder, ListArray, ListBuilder,
+    StringBuilder, StringViewArray, StructArray, StructBuilder, TimestampMicrosecondBuilder,
+    UInt16Builder, UInt32Builder,
 };
-use arrow::datatypes::{DataType, Field};
+use arrow::datatypes::{DataType, Field, Fields};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, SecondsFormat, Utc};
 use dg_contract::Table;
@@ -243,13 +244,13 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
         Box::new(StringBuilder::with_capacity(turns, turns * 9)),
         Box::new(StringBuilder::with_capacity(turns, text)),
     ];
+    // Built as plain strings, then viewed in place as the contract's string views.
+    let built_fields = Fields::from(vec![
+        Field::new("role", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8, false),
+    ]);
     let mut messages =
-        ListBuilder::with_capacity(StructBuilder::new(message_fields(), message_builders), n)
-            .with_field(Arc::new(Field::new(
-                "item",
-                DataType::Struct(message_fields()),
-                true,
-            )));
+        ListBuilder::with_capacity(StructBuilder::new(built_fields, message_builders), n);
     for r in rows {
         ts.append_value(r.ts);
         temperature.append_option(r.temperature);
@@ -288,7 +289,7 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
         user_agent,
         tls_ja4,
         system,
-        Arc::new(messages.finish()),
+        contract_messages(messages.finish()),
         Arc::new(tools.finish()),
         max_tokens,
         Arc::new(temperature.finish()),
@@ -302,6 +303,21 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
     ];
     RecordBatch::try_new(Table::Exchanges.schema(), columns)
         .expect("simulated rows follow the contract")
+}
+
+/// A messages list of `{role: Utf8, content: Utf8}` as the contract's type (`content` a string
+/// view over the same buffer).
+fn contract_messages(list: ListArray) -> ArrayRef {
+    let (_, offsets, values, nulls) = list.into_parts();
+    let structs = values.as_struct();
+    let content = StringViewArray::from(structs.column(1).as_string::<i32>());
+    let structs = StructArray::new(
+        message_fields(),
+        vec![structs.column(0).clone(), Arc::new(content)],
+        structs.nulls().cloned(),
+    );
+    let item = Arc::new(Field::new("item", DataType::Struct(message_fields()), true));
+    Arc::new(ListArray::new(item, offsets, Arc::new(structs), nulls))
 }
 
 #[derive(Serialize)]
