@@ -207,7 +207,7 @@ struct Shape {
     /// Characters inside delimited blocks (fences, quotes, tags, `---` sections).
     delimited: u32,
     chars: u32,
-    /// A numeric scale such as `1-10`, `1 / 5`, `1~5` (see [`has_scale`]).
+    /// A numeric scale such as `1-10`, `1/5`, `1~5` (see [`has_scale`]).
     scale: bool,
     image: bool,
 }
@@ -282,7 +282,7 @@ fn split_lines(text: &str) -> impl Iterator<Item = &str> {
         })
 }
 
-/// A numeric scale such as `1-10`, `0 / 5`, `1~5`, `1～5`, `1–5`: a digit, a dash, slash or
+/// A numeric scale such as `1-10`, `0/ 5`, `1~5`, `1～5`, `1–5`: a digit, a dash, slash or
 /// tilde, spaces, a digit.
 fn has_scale(text: &str, non_ascii: bool) -> bool {
     let b = text.as_bytes();
@@ -800,6 +800,36 @@ mod tests {
             ..Default::default()
         };
         extract(&req, [("user", prompt)].into_iter(), tools)
+    }
+
+    #[test]
+    fn shape_counts_classes_per_line_and_finds_scales() {
+        let s = Shape::of("Rate 1-10:\n- a, b, c\n「引用」 ok");
+        assert_eq!(s.lines, 3);
+        assert_eq!(s.chars, 28, "characters, newlines included");
+        assert_eq!(s.letters, 11, "ASCII letters and Han characters");
+        assert_eq!((s.cjk, s.scripts[1]), (2, 2));
+        assert_eq!(s.digits, 3);
+        assert_eq!(s.enumerated, 1);
+        assert_eq!(s.tabular, 1, "one line with two separators");
+        assert_eq!(s.delimited, 2, "the quoted 引用");
+        assert!(s.scale);
+        for (text, scale) in [
+            ("1/ 5", true),
+            ("1 / 5", false),
+            ("1～5", true),
+            ("from 1 -5", false),
+            ("1-\n5", false),
+            ("é-5", false),
+            ("v2-beta", false),
+        ] {
+            assert_eq!(Shape::of(text).scale, scale, "{text:?}");
+        }
+        // Lanes are 16 bits wide: a line longer than that still counts every byte.
+        let long = "a1,".repeat(30_000);
+        let s = Shape::of(&long);
+        assert_eq!((s.letters, s.digits, s.chars), (30_000, 30_000, 90_000));
+        assert_eq!(s.tabular, 1);
     }
 
     #[test]

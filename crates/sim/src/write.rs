@@ -9,15 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, BooleanBuilder, Float32Builder, ListArray, ListBuilder,
-    StringBuilder, StringViewArray, StructArray, StructBuilder, TimestampMicrosecondBuilder,
-    UInt16Builder, UInt32Builder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float32Builder, ListBuilder, StringBuilder,
+    StructBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt32Builder,
 };
-use arrow::datatypes::{DataType, Field, Fields};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, SecondsFormat, Utc};
 use dg_contract::Table;
-use dg_contract::schema::message_fields;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -185,7 +183,7 @@ fn props() -> WriterProperties {
 
 fn write_parquet_exchanges(path: &Path, rows: &[Exchange]) -> Result<(), WriteError> {
     let f = File::create(path).map_err(io(path))?;
-    let mut w = ArrowWriter::try_new(f, Table::Exchanges.schema(), Some(props()))
+    let mut w = ArrowWriter::try_new(f, file_schema(), Some(props()))
         .map_err(|e| enc(path)(e.to_string()))?;
     for chunk in rows.chunks(8192) {
         let batch = exchange_batch(chunk);
@@ -244,13 +242,15 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
         Box::new(StringBuilder::with_capacity(turns, turns * 9)),
         Box::new(StringBuilder::with_capacity(turns, text)),
     ];
-    // Built as plain strings, then viewed in place as the contract's string views.
-    let built_fields = Fields::from(vec![
-        Field::new("role", DataType::Utf8, false),
-        Field::new("content", DataType::Utf8, false),
-    ]);
-    let mut messages =
-        ListBuilder::with_capacity(StructBuilder::new(built_fields, message_builders), n);
+    let mut messages = ListBuilder::with_capacity(
+        StructBuilder::new(built_message_fields(), message_builders),
+        n,
+    )
+    .with_field(Arc::new(Field::new(
+        "item",
+        DataType::Struct(built_message_fields()),
+        true,
+    )));
     for r in rows {
         ts.append_value(r.ts);
         temperature.append_option(r.temperature);
@@ -289,7 +289,7 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
         user_agent,
         tls_ja4,
         system,
-        contract_messages(messages.finish()),
+        Arc::new(messages.finish()),
         Arc::new(tools.finish()),
         max_tokens,
         Arc::new(temperature.finish()),
@@ -301,23 +301,39 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
         Arc::new(status.finish()),
         conversation_id,
     ];
-    RecordBatch::try_new(Table::Exchanges.schema(), columns)
-        .expect("simulated rows follow the contract")
+    RecordBatch::try_new(file_schema(), columns).expect("simulated rows follow the contract")
 }
 
-/// A messages list of `{role: Utf8, content: Utf8}` as the contract's type (`content` a string
-/// view over the same buffer).
-fn contract_messages(list: ListArray) -> ArrayRef {
-    let (_, offsets, values, nulls) = list.into_parts();
-    let structs = values.as_struct();
-    let content = StringViewArray::from(structs.column(1).as_string::<i32>());
-    let structs = StructArray::new(
-        message_fields(),
-        vec![structs.column(0).clone(), Arc::new(content)],
-        structs.nulls().cloned(),
-    );
-    let item = Arc::new(Field::new("item", DataType::Struct(message_fields()), true));
-    Arc::new(ListArray::new(item, offsets, Arc::new(structs), nulls))
+/// Messages as they are built and written: `{role, content}`, both plain strings. (The
+/// contract reads `content` as a string view; writing views made the Parquet writer slower.)
+fn built_message_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("role", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8, false),
+    ])
+}
+
+/// The schema of the written exchanges: the contract's, with plain-string message content.
+fn file_schema() -> SchemaRef {
+    let contract = Table::Exchanges.schema();
+    let fields: Vec<Field> = contract
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == "messages" {
+                let item = Field::new("item", DataType::Struct(built_message_fields()), true);
+                f.as_ref()
+                    .clone()
+                    .with_data_type(DataType::List(Arc::new(item)))
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(
+        fields,
+        contract.metadata().clone(),
+    ))
 }
 
 #[derive(Serialize)]
