@@ -309,6 +309,7 @@ fn ipc_chunks(b: &RecordBatch, max: usize) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 fn ipc_bytes(b: &RecordBatch) -> anyhow::Result<Vec<u8>> {
+    let b = &dg_contract::schema::compact_for_sending(b);
     let mut buf = Vec::with_capacity(b.get_array_memory_size());
     {
         let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &b.schema())?;

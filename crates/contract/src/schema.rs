@@ -5,7 +5,10 @@
 
 use std::sync::{Arc, OnceLock};
 
+use arrow::array::{Array, ArrayRef, AsArray, ListArray, StructArray};
+use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
 
 /// One table of the data contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -205,6 +208,56 @@ pub fn message_fields() -> Fields {
     ])
 }
 
+/// `batch` with the message text it references copied into buffers of its own, for sending
+/// (Arrow IPC). Message content views point into whole Parquet pages or whole input batches,
+/// and IPC writes every buffer a view array references: a 2,000-row slice would carry the
+/// text of all its neighbours. Other columns, and batches without string views, are returned
+/// as they are.
+pub fn compact_for_sending(batch: &RecordBatch) -> RecordBatch {
+    let Ok(i) = batch.schema().index_of("messages") else {
+        return batch.clone();
+    };
+    let Some(list) = batch.column(i).as_list_opt::<i32>() else {
+        return batch.clone();
+    };
+    let Some(structs) = list.values().as_struct_opt() else {
+        return batch.clone();
+    };
+    if !structs
+        .columns()
+        .iter()
+        .any(|c| c.data_type() == &DataType::Utf8View)
+    {
+        return batch.clone();
+    }
+    // Only the messages of this batch's rows (it may be a slice of a larger one).
+    let offsets = list.value_offsets();
+    let (start, end) = (offsets[0] as usize, offsets[list.len()] as usize);
+    let values = structs.slice(start, end - start);
+    let columns: Vec<ArrayRef> = values
+        .columns()
+        .iter()
+        .map(|c| match c.as_string_view_opt() {
+            Some(v) => Arc::new(v.gc()) as ArrayRef,
+            None => c.clone(),
+        })
+        .collect();
+    let values = StructArray::new(values.fields().clone(), columns, values.nulls().cloned());
+    let offsets = OffsetBuffer::new(offsets.iter().map(|o| o - offsets[0]).collect());
+    let DataType::List(item) = list.data_type() else {
+        return batch.clone();
+    };
+    let list = ListArray::new(
+        item.clone(),
+        offsets,
+        Arc::new(values),
+        list.nulls().cloned(),
+    );
+    let mut columns = batch.columns().to_vec();
+    columns[i] = Arc::new(list);
+    RecordBatch::try_new(batch.schema(), columns).expect("same schema, same lengths")
+}
+
 impl TableSpec {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
@@ -241,6 +294,55 @@ pub fn arrow_type(kind: Kind) -> DataType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slice_compacted_for_sending_carries_only_its_own_text() {
+        use arrow::array::{StringArray, StringViewArray};
+        let rows = 1000;
+        let texts: Vec<String> = (0..rows)
+            .map(|i| format!("{i:04}{}", "x".repeat(1000)))
+            .collect();
+        let roles = StringArray::from(vec!["user"; rows]);
+        let contents = StringViewArray::from_iter_values(texts.iter());
+        let structs = StructArray::new(
+            message_fields(),
+            vec![Arc::new(roles) as ArrayRef, Arc::new(contents)],
+            None,
+        );
+        let item = Arc::new(Field::new("item", DataType::Struct(message_fields()), true));
+        let offsets = OffsetBuffer::from_lengths(vec![1; rows]);
+        let list = ListArray::new(item.clone(), offsets, Arc::new(structs), None);
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "messages",
+            DataType::List(item),
+            false,
+        )]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(list)]).unwrap();
+        let text_bytes = |b: &RecordBatch| {
+            let list = b.column(0).as_list::<i32>();
+            let s = list.values().as_struct();
+            s.column(1)
+                .as_string_view()
+                .data_buffers()
+                .iter()
+                .map(|d| d.len())
+                .sum::<usize>()
+        };
+        let slice = batch.slice(500, 2);
+        assert!(
+            text_bytes(&slice) > 500_000,
+            "a slice references all the text"
+        );
+        let compact = compact_for_sending(&slice);
+        assert!(text_bytes(&compact) <= 2 * 1004, "{}", text_bytes(&compact));
+        let list = compact.column(0).as_list::<i32>();
+        assert_eq!(list.value_offsets(), &[0, 1, 2]);
+        let first = list.value(1);
+        assert_eq!(
+            first.as_struct().column(1).as_string_view().value(0),
+            texts[501]
+        );
+    }
 
     #[test]
     fn keys_are_the_contract_keys() {

@@ -65,6 +65,7 @@ pub fn exchange_batches(root: &Path, rows: usize) -> Vec<RecordBatch> {
 
 /// A batch as an Arrow IPC stream (the events' fast-path body).
 pub fn ipc(batch: &RecordBatch) -> Vec<u8> {
+    let batch = &dg_contract::schema::compact_for_sending(batch);
     let mut out = Vec::new();
     let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
     w.write(batch).unwrap();
