@@ -183,17 +183,19 @@ fn props() -> WriterProperties {
 
 fn write_parquet_exchanges(path: &Path, rows: &[Exchange]) -> Result<(), WriteError> {
     let f = File::create(path).map_err(io(path))?;
-    let mut w = ArrowWriter::try_new(f, file_schema(), Some(props()))
+    let schema = file_schema();
+    let mut w = ArrowWriter::try_new(f, schema.clone(), Some(props()))
         .map_err(|e| enc(path)(e.to_string()))?;
     for chunk in rows.chunks(8192) {
-        let batch = exchange_batch(chunk);
+        let batch = exchange_batch(chunk, &schema);
         w.write(&batch).map_err(|e| enc(path)(e.to_string()))?;
     }
     w.close().map_err(|e| enc(path)(e.to_string()))?;
     Ok(())
 }
 
-fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
+/// One batch of exchanges in the written layout (`schema`, from [`file_schema`]).
+fn exchange_batch(rows: &[Exchange], schema: &SchemaRef) -> RecordBatch {
     let n = rows.len();
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n);
     let s = |f: &dyn Fn(&Exchange) -> Option<&str>| -> ArrayRef {
@@ -301,7 +303,7 @@ fn exchange_batch(rows: &[Exchange]) -> RecordBatch {
         Arc::new(status.finish()),
         conversation_id,
     ];
-    RecordBatch::try_new(file_schema(), columns).expect("simulated rows follow the contract")
+    RecordBatch::try_new(schema.clone(), columns).expect("simulated rows follow the contract")
 }
 
 /// Messages as they are built and written: `{role, content}`, both plain strings. (The
