@@ -140,13 +140,12 @@ async fn analyze_inputs(
 fn print_summary(a: &Analysis, out: &Path) {
     let s = &a.stats;
     crate::say!(
-        "analyzed {} exchanges of {} accounts in {:.1} s ({:.0} exchanges/s): features {:.1} s, profiles {:.1} s, linking {:.1} s",
+        "analyzed {} exchanges of {} accounts in {:.1} s ({:.0} exchanges/s): features and profiles {:.1} s, linking {:.1} s",
         count(s.exchanges),
         count(s.accounts as u64),
         s.seconds_total,
         s.exchanges as f64 / s.seconds_total.max(1e-9),
-        s.seconds_features,
-        s.seconds_profiles,
+        s.seconds_features + s.seconds_profiles,
         s.seconds_linking
     );
     crate::say!(

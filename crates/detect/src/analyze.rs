@@ -1,12 +1,12 @@
-//! The batch pipeline: two DataFusion passes, then linking and verdicts in memory over
-//! account-level state only.
+//! The batch pipeline: one DataFusion plan over the exchanges, then linking and verdicts in
+//! memory over account-level state only.
 //!
-//! 1. **Features** — `exchanges` → `dg_exchange_features` (scalar UDF) → `DIR/exchange_features/`
-//!    (Parquet, narrow: no prompt text). This is the only pass that reads prompt bytes.
-//! 2. **Profiles** — `exchange_features` → `GROUP BY account_id` with `dg_account_profile`
-//!    (UDAF, mergeable partial states) → one profile per account.
-//! 3. **Traits, links, verdicts** — per account, then over the account graph.
-//! 4. **Outputs** — `accounts.csv`, `campaigns.json`, `account_features.parquet`,
+//! 1. **Features and profiles** — `exchanges` → `dg_exchange_features` (scalar UDF) → a
+//!    [`TeeTable`] that writes every batch to `DIR/exchange_features/` (Parquet, narrow: no
+//!    prompt text) → `GROUP BY account_id` with `dg_account_profile` (UDAF, mergeable partial
+//!    states) → one profile per account. The exchanges are read once.
+//! 2. **Traits, links, verdicts** — per account, then over the account graph.
+//! 3. **Outputs** — `accounts.csv`, `campaigns.json`, `account_features.parquet`,
 //!    `lookalikes.json`, `summary.json`.
 
 use std::collections::HashMap;
@@ -21,11 +21,12 @@ use arrow::array::{
     UInt64Builder,
 };
 use arrow::datatypes::{DataType, Int64Type, TimeUnit};
-use datafusion::common::config::{ParquetColumnOptions, TableParquetOptions};
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::ParquetReadOptions;
 use dg_engine::{Engine, EngineError};
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -33,6 +34,7 @@ use crate::features::{ExchangeFeaturesUdf, FIELDS, UDF_NAME};
 use crate::link::{Links, link};
 use crate::profile::{ARGS, AccountProfileUdaf, FEATURE_ARGS, Profile, UDAF_NAME};
 use crate::sharing::PartnerIndex;
+use crate::tee::TeeTable;
 use crate::traits::{AccountFacts, Release, Trait, Traits, Window, compute};
 use crate::verdict::{Outcome, Verdict, decide};
 
@@ -74,8 +76,8 @@ pub enum Stage {
 impl Stage {
     pub fn name(self) -> &'static str {
         match self {
-            Stage::Features => "features (reading every exchange)",
-            Stage::Profiles => "account profiles",
+            Stage::Features => "features and account profiles (reading every exchange)",
+            Stage::Profiles => "decoding account profiles",
             Stage::Linking => "linking and verdicts",
             Stage::Writing => "writing results",
         }
@@ -94,7 +96,10 @@ pub struct RunStats {
     pub clusters: usize,
     pub candidate_pairs: usize,
     pub edges: usize,
+    /// Reading the exchanges, their features (written to `exchange_features/`) and the
+    /// per-account aggregate: one plan.
     pub seconds_features: f64,
+    /// Decoding the aggregate's account states.
     pub seconds_profiles: f64,
     pub seconds_linking: f64,
     pub seconds_total: f64,
@@ -137,6 +142,9 @@ pub fn features_sql() -> String {
     )
 }
 
+/// The table pass 2 reads: pass 1's output on its way to `exchange_features/`.
+const FEATURE_STREAM: &str = "dg_feature_stream";
+
 /// The query of pass 2.
 pub fn profiles_sql(table: &str) -> String {
     let feature_names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
@@ -157,13 +165,19 @@ pub fn profiles_sql(table: &str) -> String {
 }
 
 /// How `exchange_features` is written: LZ4 like the simulator's files (Zstandard, DataFusion's
-/// default, cost a tenth of the whole run to compress a table that is read once more), and
+/// default, cost a tenth of the whole run to compress a table that is read by analysts only),
 /// dictionaries only for the columns with few distinct values (accounts, keys, models,
-/// countries, client fingerprints); building one for (almost) unique values is wasted work.
-fn feature_table_options() -> TableParquetOptions {
-    let mut opts = TableParquetOptions::default();
-    opts.global.compression = Some("lz4_raw".into());
-    opts.global.dictionary_enabled = Some(false);
+/// countries, client fingerprints) — building one for (almost) unique values is wasted work —
+/// and no min/max statistics for the columns of (almost) unique text, whose ranges prune
+/// nothing.
+fn feature_table_properties() -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::LZ4_RAW)
+        .set_dictionary_enabled(false);
+    for column in ["request_id", "client_ip", "conversation_id", "snippet"] {
+        props =
+            props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
     for column in [
         "account_id",
         "api_key_id",
@@ -172,15 +186,9 @@ fn feature_table_options() -> TableParquetOptions {
         "country",
         "tls_ja4",
     ] {
-        opts.column_specific_options.insert(
-            column.into(),
-            ParquetColumnOptions {
-                dictionary_enabled: Some(true),
-                ..Default::default()
-            },
-        );
+        props = props.set_column_dictionary_enabled(ColumnPath::from(column), true);
     }
-    opts
+    props.build()
 }
 
 /// Runs the whole analysis and writes the results to `out`.
@@ -201,34 +209,38 @@ pub async fn analyze(
         std::fs::remove_dir_all(&feat_dir).map_err(io(&feat_dir))?;
     }
     std::fs::create_dir_all(&feat_dir).map_err(io(&feat_dir))?;
-    let df = engine.ctx.sql(&features_sql()).await?;
+    // One plan: the features of every exchange, written to `exchange_features/` as they
+    // stream into the per-account aggregate.
+    let features = engine
+        .ctx
+        .sql(&features_sql())
+        .await?
+        .create_physical_plan()
+        .await?;
+    let tee = TeeTable::new(features, feat_dir.clone(), feature_table_properties());
+    engine.ctx.register_table(FEATURE_STREAM, Arc::new(tee))?;
+    let df = engine.ctx.sql(&profiles_sql(FEATURE_STREAM)).await?;
     if tracing::enabled!(tracing::Level::DEBUG) {
         let plan = df.clone().create_physical_plan().await?;
         tracing::debug!(
-            "feature plan:\n{}",
+            "feature and profile plan:\n{}",
             datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
         );
     }
-    let dir = format!("{}/", feat_dir.display());
-    df.write_parquet(
-        &dir,
-        DataFrameWriteOptions::new().with_single_file_output(false),
-        Some(feature_table_options()),
-    )
-    .await?;
+    let batches = df.collect().await;
+    engine.ctx.deregister_table(FEATURE_STREAM)?;
+    let batches = batches?;
     let seconds_features = t0.elapsed().as_secs_f64();
 
     progress(Stage::Profiles);
     let t1 = Instant::now();
     engine
         .ctx
-        .register_parquet("exchange_features", &dir, ParquetReadOptions::default())
-        .await?;
-    let batches = engine
-        .ctx
-        .sql(&profiles_sql("exchange_features"))
-        .await?
-        .collect()
+        .register_parquet(
+            "exchange_features",
+            &format!("{}/", feat_dir.display()),
+            ParquetReadOptions::default(),
+        )
         .await?;
     let mut rows: Vec<(String, Profile)> = Vec::new();
     for b in &batches {

@@ -556,9 +556,14 @@ pub fn template_key(prompt: &str) -> u64 {
     });
     shingle(0);
     // The tail's skeleton, last EDGE bytes of it.
-    let mut tail_sk = Vec::with_capacity(tail.len());
-    skeleton_bytes(tail, |b| tail_sk.push(b));
-    for &b in &tail_sk[tail_sk.len().saturating_sub(EDGE)..] {
+    // A skeleton is never longer than its text (at most 2 × EDGE bytes here).
+    let mut tail_sk = [0u8; EDGE * 2];
+    let mut len = 0;
+    skeleton_bytes(tail, |b| {
+        tail_sk[len] = b;
+        len += 1;
+    });
+    for &b in &tail_sk[len.saturating_sub(EDGE)..len] {
         shingle(b);
     }
     if seen < 5 {

@@ -19,6 +19,7 @@ pub mod link;
 pub mod profile;
 pub mod sharing;
 pub mod sketch;
+pub mod tee;
 pub mod traits;
 pub mod verdict;
 

@@ -166,16 +166,42 @@ pub struct Row<'a> {
 
 /// The /24 or /48 network of an address (as text), or the address itself when unparsable.
 pub fn prefix_of(ip: &str) -> String {
-    match ip.parse::<IpAddr>() {
+    with_prefix(ip, str::to_string)
+}
+
+/// Calls `f` with [`prefix_of`]`(ip)` written on the stack: profiles take the prefix of every
+/// exchange and keep only a few, so the common case allocates nothing.
+pub fn with_prefix<R>(ip: &str, f: impl FnOnce(&str) -> R) -> R {
+    use std::fmt::Write;
+    /// Long enough for `ffff:ffff:ffff::/48`.
+    struct Buf([u8; 24], usize);
+    impl Write for Buf {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let end = self.1 + s.len();
+            self.0
+                .get_mut(self.1..end)
+                .ok_or(std::fmt::Error)?
+                .copy_from_slice(s.as_bytes());
+            self.1 = end;
+            Ok(())
+        }
+    }
+    let mut buf = Buf([0; 24], 0);
+    let written = match ip.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => {
             let o = v4.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+            write!(buf, "{}.{}.{}.0/24", o[0], o[1], o[2])
         }
         Ok(IpAddr::V6(v6)) => {
             let s = v6.segments();
-            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            write!(buf, "{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
         }
-        Err(_) => ip.to_string(),
+        Err(_) => return f(ip),
+    };
+    // Neither fails (a prefix is at most 19 ASCII bytes); the address itself is the fallback.
+    match (written, std::str::from_utf8(&buf.0[..buf.1])) {
+        (Ok(()), Ok(prefix)) => f(prefix),
+        _ => f(ip),
     }
 }
 
@@ -229,8 +255,9 @@ impl Profile {
         self.buckets.add(crate::hash::mix(bucket), || ());
         let ip_hash = hash_str(r.client_ip);
         self.ips.add(ip_hash, || r.client_ip.to_string());
-        let prefix = prefix_of(r.client_ip);
-        self.prefixes.add(hash_str(&prefix), || prefix);
+        with_prefix(r.client_ip, |p| {
+            self.prefixes.add(hash_str(p), || p.to_string())
+        });
         if let Some(a) = r.asn {
             self.asns.add(crate::hash::mix(u64::from(a)), || a);
         }
@@ -877,5 +904,8 @@ mod tests {
         assert_eq!(prefix_of("203.0.113.77"), "203.0.113.0/24");
         assert_eq!(prefix_of("2001:db8:abcd:12::1"), "2001:db8:abcd::/48");
         assert_eq!(prefix_of("junk"), "junk");
+        // The longest prefixes still fit the stack buffer.
+        assert_eq!(prefix_of("255.255.255.255"), "255.255.255.0/24");
+        assert_eq!(prefix_of("ffff:ffff:ffff:ffff::1"), "ffff:ffff:ffff::/48");
     }
 }

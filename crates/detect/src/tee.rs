@@ -1,0 +1,343 @@
+//! A table that is a query's output, written to Parquet as it streams past.
+//!
+//! Pass 1 of the analysis computes every exchange's features; pass 2 folds them into account
+//! profiles. Writing the features to `exchange_features/` and reading them back for pass 2
+//! cost a second decode of the whole table; [`TeeTable`] lets one DataFusion plan do both:
+//! the aggregate scans this table, and each partition of the inner query writes its batches to
+//! `DIR/part-N.parquet` on the way to the aggregate. The aggregate still only holds
+//! account-level state, and the written table is the same one analysts query afterwards.
+
+use std::fmt;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use futures::StreamExt;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+/// The output of `plan`, each partition also written to `dir/part-<partition>.parquet`.
+///
+/// Meant to be scanned once: every scan executes `plan` again and rewrites the files.
+pub struct TeeTable {
+    plan: Arc<dyn ExecutionPlan>,
+    dir: PathBuf,
+    props: WriterProperties,
+}
+
+impl fmt::Debug for TeeTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TeeTable")
+            .field("dir", &self.dir)
+            .field(
+                "partitions",
+                &self
+                    .plan
+                    .properties()
+                    .output_partitioning()
+                    .partition_count(),
+            )
+            .finish()
+    }
+}
+
+impl TeeTable {
+    pub fn new(plan: Arc<dyn ExecutionPlan>, dir: PathBuf, props: WriterProperties) -> Self {
+        TeeTable { plan, dir, props }
+    }
+
+    /// The files a scan writes, one per partition of the inner plan.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let n = self
+            .plan
+            .properties()
+            .output_partitioning()
+            .partition_count();
+        (0..n).map(|i| self.file(i)).collect()
+    }
+
+    fn file(&self, partition: usize) -> PathBuf {
+        self.dir.join(format!("part-{partition}.parquet"))
+    }
+}
+
+#[async_trait]
+impl TableProvider for TeeTable {
+    fn schema(&self) -> SchemaRef {
+        self.plan.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if limit.is_some() {
+            // A limit would stop the inner query early and leave the files incomplete.
+            return Err(DataFusionError::Plan(
+                "a tee table is written whole; LIMIT is not supported".into(),
+            ));
+        }
+        let n = self
+            .plan
+            .properties()
+            .output_partitioning()
+            .partition_count();
+        let partitions: Vec<Arc<dyn PartitionStream>> = (0..n)
+            .map(|partition| {
+                Arc::new(TeePartition {
+                    plan: self.plan.clone(),
+                    schema: self.plan.schema(),
+                    partition,
+                    path: self.file(partition),
+                    props: self.props.clone(),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.plan.schema(),
+            partitions,
+            projection,
+            Vec::new(),
+            false,
+            None,
+        )?))
+    }
+}
+
+/// One partition of the inner plan and the file it is written to.
+struct TeePartition {
+    plan: Arc<dyn ExecutionPlan>,
+    schema: SchemaRef,
+    partition: usize,
+    path: PathBuf,
+    props: WriterProperties,
+}
+
+impl fmt::Debug for TeePartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TeePartition")
+            .field("partition", &self.partition)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl TeePartition {
+    fn open(
+        &self,
+        ctx: Arc<TaskContext>,
+    ) -> Result<(SendableRecordBatchStream, ArrowWriter<File>)> {
+        let input = self.plan.execute(self.partition, ctx)?;
+        let file = File::create(&self.path).map_err(|e| {
+            DataFusionError::Execution(format!("cannot create {}: {e}", self.path.display()))
+        })?;
+        let writer = ArrowWriter::try_new(file, self.plan.schema(), Some(self.props.clone()))?;
+        Ok((input, writer))
+    }
+}
+
+/// Where a partition's stream is: passing batches on, or finished (after the file is closed
+/// or an error was reported).
+enum State {
+    Running(SendableRecordBatchStream, Box<ArrowWriter<File>>, PathBuf),
+    Done,
+}
+
+impl PartitionStream for TeePartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let schema = self.schema.clone();
+        let start = match self.open(ctx) {
+            Ok((input, writer)) => State::Running(input, Box::new(writer), self.path.clone()),
+            Err(e) => {
+                let failed = futures::stream::once(async move { Err(e) });
+                return Box::pin(RecordBatchStreamAdapter::new(schema, failed));
+            }
+        };
+        let stream = futures::stream::unfold(start, |state| async move {
+            let State::Running(mut input, mut writer, path) = state else {
+                return None;
+            };
+            let written = |e: parquet::errors::ParquetError| {
+                DataFusionError::Execution(format!("{}: {e}", path.display()))
+            };
+            match input.next().await {
+                Some(Ok(batch)) => match writer.write(&batch).map_err(written) {
+                    Ok(()) => Some((Ok(batch), State::Running(input, writer, path))),
+                    Err(e) => Some((Err(e), State::Done)),
+                },
+                Some(Err(e)) => Some((Err(e), State::Done)),
+                None => match writer.close().map_err(written) {
+                    Ok(_) => None,
+                    Err(e) => Some((Err(e), State::Done)),
+                },
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// A session with `numbers(account, x)` in three partitions.
+    async fn session() -> SessionContext {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("account", DataType::Int64, false),
+            Field::new("x", DataType::Int64, false),
+        ]));
+        let part = |lo: i64, hi: i64| {
+            let xs: Vec<i64> = (lo..hi).collect();
+            let accounts: Vec<i64> = xs.iter().map(|x| x % 7).collect();
+            vec![
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(Int64Array::from(accounts)),
+                        Arc::new(Int64Array::from(xs)),
+                    ],
+                )
+                .unwrap(),
+            ]
+        };
+        let table = MemTable::try_new(
+            schema.clone(),
+            vec![part(0, 1000), part(1000, 1500), part(1500, 4000)],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table("numbers", Arc::new(table)).unwrap();
+        ctx
+    }
+
+    fn read_back(files: &[PathBuf]) -> Vec<i64> {
+        let mut xs = Vec::new();
+        for f in files {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            for b in reader {
+                xs.extend(b.unwrap().column(1).as_primitive::<Int64Type>().values());
+            }
+        }
+        xs.sort_unstable();
+        xs
+    }
+
+    #[tokio::test]
+    async fn an_aggregate_over_the_tee_sees_every_row_and_the_files_hold_them_all() {
+        let ctx = session().await;
+        let dir = tempfile::tempdir().unwrap();
+        let plan = ctx
+            .sql("SELECT account, x * 2 AS x FROM numbers")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let tee = TeeTable::new(
+            plan,
+            dir.path().to_path_buf(),
+            WriterProperties::builder().build(),
+        );
+        let files = tee.files();
+        assert_eq!(files.len(), 3, "one file per partition of the inner plan");
+        ctx.register_table("tee", Arc::new(tee)).unwrap();
+        let batches = ctx
+            .sql("SELECT account, count(*) AS n, sum(x) AS s FROM tee GROUP BY account ORDER BY account")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let n: i64 = batches
+            .iter()
+            .map(|b| {
+                b.column(1)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .sum::<i64>()
+            })
+            .sum();
+        let s: i64 = batches
+            .iter()
+            .map(|b| {
+                b.column(2)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .sum::<i64>()
+            })
+            .sum();
+        assert_eq!(n, 4000);
+        assert_eq!(s, 2 * (0..4000).sum::<i64>());
+        let written = read_back(&files);
+        assert_eq!(written, (0..4000).map(|x| 2 * x).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_limit_is_refused_and_an_unwritable_directory_is_an_error() {
+        let ctx = session().await;
+        let plan = ctx
+            .sql("SELECT * FROM numbers")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tee = TeeTable::new(
+            plan.clone(),
+            dir.path().to_path_buf(),
+            WriterProperties::builder().build(),
+        );
+        ctx.register_table("tee", Arc::new(tee)).unwrap();
+        let limited = ctx
+            .sql("SELECT * FROM tee LIMIT 3")
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert!(limited.unwrap_err().to_string().contains("LIMIT"));
+
+        let missing = dir.path().join("no/such/dir");
+        let tee = TeeTable::new(plan, missing, WriterProperties::builder().build());
+        ctx.register_table("broken", Arc::new(tee)).unwrap();
+        let err = ctx
+            .sql("SELECT count(*) FROM broken")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot create"), "{err}");
+    }
+}
