@@ -130,7 +130,7 @@ pub fn register_functions(engine: &Engine) {
         .register_udaf(AggregateUDF::from(AccountProfileUdaf::default()));
 }
 
-/// The query of pass 1. The features stay one struct column: a projection of its fields would
+/// The feature query. The features stay one struct column: a projection of its fields would
 /// be merged by the optimiser into one UDF call per field.
 pub fn features_sql() -> String {
     format!(
@@ -142,10 +142,11 @@ pub fn features_sql() -> String {
     )
 }
 
-/// The table pass 2 reads: pass 1's output on its way to `exchange_features/`.
+/// The table the profile query reads: the feature query's output on its way to
+/// `exchange_features/`.
 const FEATURE_STREAM: &str = "dg_feature_stream";
 
-/// The query of pass 2.
+/// The profile query, over `table` (the feature stream, or a written feature table).
 pub fn profiles_sql(table: &str) -> String {
     let feature_names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
     let args: Vec<String> = ARGS

@@ -177,7 +177,9 @@ pub fn link(
     c: &LinkConfig,
 ) -> Links {
     let n = profiles.len();
-    let mut ids: HashMap<(Kind, String), u32> = HashMap::new();
+    // Fast hashing: both maps are only looked up or drained into a sorted list, never walked
+    // in their own order, so the result does not depend on the hasher.
+    let mut ids: HashMap<(Kind, String), u32, foldhash::fast::RandomState> = HashMap::default();
     let mut indicators: Vec<Indicator> = Vec::new();
     for (a, (p, f)) in profiles.iter().zip(facts).enumerate() {
         values_of(p, f, c, |kind, value| {
@@ -230,7 +232,7 @@ pub fn link(
     // Candidate pairs: the strongest value per evidence group. Only values with at most
     // `max_pair_accounts` holders are expanded into pairs, so the pair list stays linear in
     // the number of values; commoner values act through the campaign-wide and pool steps.
-    let mut pairs: HashMap<u64, [f32; 5]> = HashMap::new();
+    let mut pairs: HashMap<u64, [f32; 5], foldhash::fast::RandomState> = HashMap::default();
     for ind in indicators.iter().filter(|i| {
         !i.infrastructure && i.accounts.len() >= 2 && i.accounts.len() <= c.max_pair_accounts
     }) {
@@ -244,15 +246,14 @@ pub fn link(
             }
         }
     }
+    // In key order: walking the map itself in order would be one cache miss per pair.
+    let mut pairs: Vec<(u64, [f32; 5])> = pairs.into_iter().collect();
+    pairs.sort_unstable_by_key(|p| p.0);
     let candidate_pairs = pairs.len();
 
-    // Accept edges; add lockstep timing where it can decide.
-    let mut uf = UnionFind::new(n);
-    let mut accepted: Vec<(u32, u32, [f32; 5])> = Vec::new();
-    let mut keys: Vec<u64> = pairs.keys().copied().collect();
-    keys.sort_unstable();
-    for key in keys {
-        let mut w = pairs[&key];
+    // Accept edges; add lockstep timing where it can decide. Each pair is judged on its own,
+    // so the pairs are split across cores and the accepted edges joined back in key order.
+    let judge = |&(key, mut w): &(u64, [f32; 5])| {
         let (a, b) = ((key >> 32) as u32, key as u32);
         let base: f64 = w.iter().map(|&x| f64::from(x)).sum();
         if base < c.edge_threshold && base + c.w_lockstep >= c.edge_threshold {
@@ -263,13 +264,26 @@ pub fn link(
             }
         }
         let total: f64 = w.iter().map(|&x| f64::from(x)).sum();
-        if total >= c.edge_threshold {
-            uf.union(a, b);
-            tracing::trace!(a, b, ?w, "pair edge");
-            accepted.push((a, b, w));
-        }
-    }
+        (total >= c.edge_threshold).then_some((a, b, w))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = pairs.len().div_ceil(threads).max(1 << 16);
+    let mut accepted: Vec<(u32, u32, [f32; 5])> = std::thread::scope(|s| {
+        let parts: Vec<_> = pairs
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().filter_map(judge).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("pair judging does not panic"))
+            .collect()
+    });
     drop(pairs);
+    let mut uf = UnionFind::new(n);
+    for &(a, b, w) in &accepted {
+        uf.union(a, b);
+        tracing::trace!(a, b, ?w, "pair edge");
+    }
 
     // Campaign-wide indicators: an exact value (not a prefix) held by many accounts, nearly
     // all of them suspicious on their own. Only its suspicious holders are joined.

@@ -810,8 +810,8 @@ pub const FEATURE_ARGS: [&str; 9] = [
 ];
 
 /// Calls `f(account_id, row)` for every exchange of a batch of the contract's `exchanges`
-/// schema: features computed by the code of pass 1 (`dg_exchange_features`), rows read by the
-/// code of pass 2 (`dg_account_profile`). The online service folds rows into profiles with
+/// schema: features computed by the code of the batch UDF (`dg_exchange_features`), rows read
+/// by the code of the batch UDAF (`dg_account_profile`). The online service folds rows into profiles with
 /// [`Profile::add`], exactly as the aggregate does, so batch and online agree.
 pub fn for_each_exchange(
     batch: &arrow::record_batch::RecordBatch,

@@ -1,8 +1,8 @@
 //! A table that is a query's output, written to Parquet as it streams past.
 //!
-//! Pass 1 of the analysis computes every exchange's features; pass 2 folds them into account
-//! profiles. Writing the features to `exchange_features/` and reading them back for pass 2
-//! cost a second decode of the whole table; [`TeeTable`] lets one DataFusion plan do both:
+//! The analysis computes every exchange's features, then folds them into account profiles.
+//! Writing the features to `exchange_features/` and reading them back for the profiles cost a
+//! second decode of the whole table; [`TeeTable`] lets one DataFusion plan do both:
 //! the aggregate scans this table, and each partition of the inner query writes its batches to
 //! `DIR/part-N.parquet` on the way to the aggregate. The aggregate still only holds
 //! account-level state, and the written table is the same one analysts query afterwards.
