@@ -268,16 +268,21 @@ pub fn link(
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = pairs.len().div_ceil(threads).max(1 << 16);
-    let mut accepted: Vec<(u32, u32, [f32; 5])> = std::thread::scope(|s| {
-        let parts: Vec<_> = pairs
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().filter_map(judge).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().expect("pair judging does not panic"))
-            .collect()
-    });
+    let mut accepted: Vec<(u32, u32, [f32; 5])> = if pairs.len() <= chunk {
+        // One chunk (small data, one core, or the online service's frequent re-judging).
+        pairs.iter().filter_map(judge).collect()
+    } else {
+        std::thread::scope(|s| {
+            let parts: Vec<_> = pairs
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().filter_map(judge).collect::<Vec<_>>()))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().expect("pair judging does not panic"))
+                .collect()
+        })
+    };
     drop(pairs);
     let mut uf = UnionFind::new(n);
     for &(a, b, w) in &accepted {
