@@ -267,22 +267,7 @@ pub fn link(
         (total >= c.edge_threshold).then_some((a, b, w))
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = pairs.len().div_ceil(threads).max(1 << 16);
-    let mut accepted: Vec<(u32, u32, [f32; 5])> = if pairs.len() <= chunk {
-        // One chunk (small data, one core, or the online service's frequent re-judging).
-        pairs.iter().filter_map(judge).collect()
-    } else {
-        std::thread::scope(|s| {
-            let parts: Vec<_> = pairs
-                .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().filter_map(judge).collect::<Vec<_>>()))
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|h| h.join().expect("pair judging does not panic"))
-                .collect()
-        })
-    };
+    let mut accepted = filter_map_in_chunks(&pairs, threads, 1 << 16, judge);
     drop(pairs);
     let mut uf = UnionFind::new(n);
     for &(a, b, w) in &accepted {
@@ -450,6 +435,32 @@ pub fn link(
     }
 }
 
+/// `items.iter().filter_map(f)`, in order, computed on up to `threads` threads in chunks of at
+/// least `min_chunk` items; small inputs (and the online service's frequent re-judging) run
+/// inline without spawning.
+fn filter_map_in_chunks<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    min_chunk: usize,
+    f: impl Fn(&T) -> Option<R> + Sync,
+) -> Vec<R> {
+    let chunk = items.len().div_ceil(threads.max(1)).max(min_chunk.max(1));
+    if items.len() <= chunk {
+        return items.iter().filter_map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("the function does not panic"))
+            .collect()
+    })
+}
+
 /// Edges kept per cluster for the report's graph.
 pub const MAX_EDGE_SAMPLE: usize = 600;
 
@@ -492,6 +503,21 @@ mod tests {
             f.push(facts(None, &format!("org{i}.example")));
         }
         (p, f)
+    }
+
+    #[test]
+    fn chunked_judging_keeps_the_sequential_order() {
+        let items: Vec<u64> = (0..10_000).collect();
+        let f = |&x: &u64| (x % 3 == 0).then_some(x * 2);
+        let sequential: Vec<u64> = items.iter().filter_map(f).collect();
+        for (threads, min_chunk) in [(1, 1), (4, 7), (3, 1 << 16), (8, 1)] {
+            assert_eq!(
+                filter_map_in_chunks(&items, threads, min_chunk, f),
+                sequential,
+                "{threads} threads, chunks of at least {min_chunk}"
+            );
+        }
+        assert!(filter_map_in_chunks(&[] as &[u64], 2, 1, f).is_empty());
     }
 
     #[test]
