@@ -39,14 +39,7 @@ impl fmt::Debug for TeeTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TeeTable")
             .field("dir", &self.dir)
-            .field(
-                "partitions",
-                &self
-                    .plan
-                    .properties()
-                    .output_partitioning()
-                    .partition_count(),
-            )
+            .field("partitions", &self.partitions())
             .finish()
     }
 }
@@ -56,14 +49,17 @@ impl TeeTable {
         TeeTable { plan, dir, props }
     }
 
-    /// The files a scan writes, one per partition of the inner plan.
-    pub fn files(&self) -> Vec<PathBuf> {
-        let n = self
-            .plan
+    /// Partitions of the inner plan: one written file each.
+    fn partitions(&self) -> usize {
+        self.plan
             .properties()
             .output_partitioning()
-            .partition_count();
-        (0..n).map(|i| self.file(i)).collect()
+            .partition_count()
+    }
+
+    /// The files a scan writes, one per partition of the inner plan.
+    pub fn files(&self) -> Vec<PathBuf> {
+        (0..self.partitions()).map(|i| self.file(i)).collect()
     }
 
     fn file(&self, partition: usize) -> PathBuf {
@@ -94,12 +90,7 @@ impl TableProvider for TeeTable {
                 "a tee table is written whole; LIMIT is not supported".into(),
             ));
         }
-        let n = self
-            .plan
-            .properties()
-            .output_partitioning()
-            .partition_count();
-        let partitions: Vec<Arc<dyn PartitionStream>> = (0..n)
+        let partitions: Vec<Arc<dyn PartitionStream>> = (0..self.partitions())
             .map(|partition| {
                 Arc::new(TeePartition {
                     plan: self.plan.clone(),
@@ -148,7 +139,7 @@ impl TeePartition {
         let file = File::create(&self.path).map_err(|e| {
             DataFusionError::Execution(format!("cannot create {}: {e}", self.path.display()))
         })?;
-        let writer = ArrowWriter::try_new(file, self.plan.schema(), Some(self.props.clone()))?;
+        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))?;
         Ok((input, writer))
     }
 }
@@ -236,6 +227,19 @@ mod tests {
         ctx
     }
 
+    /// The sum of an Int64 column over all batches.
+    fn column_total(batches: &[RecordBatch], column: usize) -> i64 {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(column)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .sum()
+    }
+
     fn read_back(files: &[PathBuf]) -> Vec<i64> {
         let mut xs = Vec::new();
         for f in files {
@@ -277,26 +281,8 @@ mod tests {
             .collect()
             .await
             .unwrap();
-        let n: i64 = batches
-            .iter()
-            .map(|b| {
-                b.column(1)
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .iter()
-                    .sum::<i64>()
-            })
-            .sum();
-        let s: i64 = batches
-            .iter()
-            .map(|b| {
-                b.column(2)
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .iter()
-                    .sum::<i64>()
-            })
-            .sum();
+        let n = column_total(&batches, 1);
+        let s = column_total(&batches, 2);
         assert_eq!(n, 4000);
         assert_eq!(s, 2 * (0..4000).sum::<i64>());
         let written = read_back(&files);
