@@ -5,6 +5,7 @@
 //! it as a DataFusion scalar UDF returning one struct per row, so the feature pass is an
 //! ordinary query plan (parallel per partition, and distributable later).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -155,6 +156,32 @@ pub fn extract<'a>(
     messages: impl Iterator<Item = (&'a str, &'a str)>,
     tools: u32,
 ) -> ExchangeFeatures {
+    let mut f = extract_content(req, messages, tools);
+    f.system = system_fp(req.system);
+    f.client = client_fp(req.user_agent, req.tls_ja4);
+    f
+}
+
+/// The skeleton hash of a non-empty system prompt; 0 without one.
+fn system_fp(system: Option<&str>) -> u64 {
+    system.filter(|s| !s.is_empty()).map_or(0, skeleton_hash)
+}
+
+/// The client fingerprint: user agent and TLS fingerprint combined; 0 without either.
+fn client_fp(user_agent: Option<&str>, tls_ja4: Option<&str>) -> u64 {
+    match (user_agent, tls_ja4) {
+        (None, None) => 0,
+        (ua, ja4) => combine(hash_str(ua.unwrap_or("")), hash_str(ja4.unwrap_or(""))),
+    }
+}
+
+/// [`extract`] without the system and client fingerprints (left 0), which depend on a few
+/// distinct values per batch and are computed once per value by [`features_of_batch`].
+fn extract_content<'a>(
+    req: &Request<'a>,
+    messages: impl Iterator<Item = (&'a str, &'a str)>,
+    tools: u32,
+) -> ExchangeFeatures {
     let mut f = ExchangeFeatures {
         tools_offered: tools,
         ..Default::default()
@@ -178,14 +205,6 @@ pub fn extract<'a>(
     f.capability = capability(&shape, &f) as u8;
     f.flags = flags(req, &shape, &f);
     f.template = template_key(prompt);
-    f.system = req
-        .system
-        .filter(|s| !s.is_empty())
-        .map_or(0, skeleton_hash);
-    f.client = match (req.user_agent, req.tls_ja4) {
-        (None, None) => 0,
-        (ua, ja4) => combine(hash_str(ua.unwrap_or("")), hash_str(ja4.unwrap_or(""))),
-    };
     f
 }
 
@@ -223,7 +242,9 @@ const MATH: usize = 4;
 const CONT: usize = 5;
 /// UTF-8 lead bytes of multi-byte characters, which are decoded separately.
 const LEAD: usize = 6;
-const LANES: usize = 7;
+/// `"`: the lines where the longest ASCII quotation may start and end.
+const QUOTE: usize = 7;
+const LANES: usize = 8;
 
 const fn class_table() -> [u128; 256] {
     let mut t = [0u128; 256];
@@ -238,6 +259,7 @@ const fn class_table() -> [u128; 256] {
             b'+' | b'*' | b'^' | b'=' | b'<' | b'>' | b'\\' => Some(MATH),
             0x80..=0xBF => Some(CONT),
             0xC0..=0xFF => Some(LEAD),
+            b'"' => Some(QUOTE),
             _ => None,
         };
         if let Some(lane) = lane {
@@ -251,35 +273,35 @@ const fn class_table() -> [u128; 256] {
 /// One lane bit per byte value.
 static CLASS: [u128; 256] = class_table();
 
-/// Bytes of each [`CLASS`] lane in `bytes`.
-fn count_classes(bytes: &[u8]) -> [u32; LANES] {
-    let mut out = [0u32; LANES];
-    // A lane holds up to 65,535.
-    for chunk in bytes.chunks(usize::from(u16::MAX)) {
-        let mut acc = 0u128;
-        for &b in chunk {
-            acc += CLASS[usize::from(b)];
-        }
+/// The length of the line at the start of `bytes` (up to its first newline, or all of it)
+/// and the bytes of each [`CLASS`] lane in that line, in one pass.
+fn line_classes(bytes: &[u8]) -> (usize, [u32; LANES]) {
+    fn add(acc: u128, out: &mut [u32; LANES]) {
         for (k, o) in out.iter_mut().enumerate() {
             *o += ((acc >> (16 * k)) & 0xFFFF) as u32;
         }
     }
-    out
+    let mut out = [0u32; LANES];
+    let mut done = 0;
+    // A lane holds up to 65,535.
+    for chunk in bytes.chunks(usize::from(u16::MAX)) {
+        let mut acc = 0u128;
+        for (i, &b) in chunk.iter().enumerate() {
+            if b == b'\n' {
+                add(acc, &mut out);
+                return (done + i, out);
+            }
+            acc += CLASS[usize::from(b)];
+        }
+        add(acc, &mut out);
+        done += chunk.len();
+    }
+    (bytes.len(), out)
 }
 
-/// `text.split('\n')`, found with the vectorised `memchr` (the standard library's search is
-/// byte-wise).
-fn split_lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', text.as_bytes())
-        .map(Some)
-        .chain([None])
-        .map(move |end| {
-            let end = end.unwrap_or(text.len());
-            let line = &text[start..end];
-            start = end + 1;
-            line
-        })
+/// UTF-8 continuation bytes in `bytes`: a text's characters are its bytes minus these.
+fn continuation_bytes(bytes: &[u8]) -> u32 {
+    bytes.iter().filter(|&&b| b & 0xC0 == 0x80).count() as u32
 }
 
 /// A numeric scale such as `1-10`, `0/ 5`, `1~5`, `1～5`, `1–5`: a digit, a dash, slash or
@@ -304,13 +326,28 @@ fn has_scale(text: &str, non_ascii: bool) -> bool {
 }
 
 impl Shape {
-    /// Line by line, one table-driven pass over each line's bytes; only lines with non-ASCII
-    /// characters are decoded (for their scripts).
+    /// Line by line, one table-driven pass over the bytes that also finds the line ends; only
+    /// lines with non-ASCII characters are decoded (for their scripts).
     fn of(text: &str) -> Shape {
         let mut s = Shape::default();
         let mut in_block = false;
         let mut non_ascii = false;
-        for line in split_lines(text) {
+        let bytes = text.as_bytes();
+        // Continuation bytes before the current line; (start, length, continuation bytes
+        // before it) of the first and the last line with a `"`.
+        let mut cont_before = 0u32;
+        let mut first_quote: Option<(usize, usize, u32)> = None;
+        let mut last_quote: Option<(usize, usize, u32)> = None;
+        let mut start = 0;
+        while start <= bytes.len() {
+            let (len, k) = line_classes(&bytes[start..]);
+            let line = &text[start..start + len];
+            if k[QUOTE] > 0 {
+                first_quote.get_or_insert((start, len, cont_before));
+                last_quote = Some((start, len, cont_before));
+            }
+            cont_before += k[CONT];
+            start += len + 1;
             s.lines += 1;
             let t = line.trim_start();
             let fence = t.starts_with("```")
@@ -326,7 +363,6 @@ impl Shape {
             if starts_enumerated(t) {
                 s.enumerated += 1;
             }
-            let k = count_classes(line.as_bytes());
             s.letters += k[LETTER];
             s.digits += k[DIGIT];
             s.code_symbols += k[CODE];
@@ -347,8 +383,23 @@ impl Shape {
         }
         s.chars = s.chars.saturating_sub(1);
         s.scale = has_scale(text, non_ascii);
-        // Quoted text counts as delimited when it is long.
-        let quoted = quoted_chars(text, non_ascii);
+        // Quoted text counts as delimited when it is long: the characters between the first
+        // and the last `"` (continuation bytes counted by the line pass), or inside other
+        // quotation marks in text with non-ASCII characters.
+        let mut quoted = 0;
+        if let (Some((fs, fl, fc)), Some((ls, ll, lc))) = (first_quote, last_quote) {
+            let a = fs + memchr::memchr(b'"', &bytes[fs..fs + fl]).expect("a quote");
+            let b = ls + memchr::memrchr(b'"', &bytes[ls..ls + ll]).expect("a quote");
+            if b > a + 1 {
+                let cont_to = |line: usize, cont: u32, pos: usize| {
+                    cont + continuation_bytes(&bytes[line..pos])
+                };
+                quoted = (b - a - 1) as u32 - (cont_to(ls, lc, b) - cont_to(fs, fc, a + 1));
+            }
+        }
+        if non_ascii {
+            quoted = quoted.max(non_ascii_quoted_chars(text));
+        }
         s.delimited = s.delimited.max(quoted);
         s.image = text.contains("image")
             && (text.contains("data:image/") || text.contains("<image") || text.contains("[image"));
@@ -425,13 +476,11 @@ fn starts_enumerated(t: &str) -> bool {
     }
 }
 
-/// Characters inside the longest pair of matching quotes (", “ ”, 「 」, « »); the last three
-/// only looked for in text with non-ASCII characters.
-fn quoted_chars(text: &str, non_ascii: bool) -> u32 {
+/// Characters inside the longest pair of matching non-ASCII quotation marks (“ ”, 「 」, « »):
+/// from the first opening mark to the last closing one.
+fn non_ascii_quoted_chars(text: &str) -> u32 {
     let mut best = 0u32;
-    let pairs = [('"', '"'), ('“', '”'), ('「', '」'), ('«', '»')];
-    for (open, close) in &pairs[..if non_ascii { pairs.len() } else { 1 }] {
-        let (open, close) = (*open, *close);
+    for (open, close) in [('“', '”'), ('「', '」'), ('«', '»')] {
         if let (Some(a), Some(b)) = (text.find(open), text.rfind(close))
             && b > a + open.len_utf8()
         {
@@ -707,6 +756,11 @@ pub(crate) fn features_of_batch(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
         _ => return exec_err!("{UDF_NAME}: messages must be list<struct<role, content>>"),
     };
     let mut b = Builders::new(n);
+    // A batch holds a few dozen distinct system prompts and clients among thousands of rows:
+    // each is fingerprinted once (a fast hash and a comparison instead of a skeleton pass).
+    let mut systems: HashMap<&str, u64, foldhash::fast::RandomState> = HashMap::default();
+    let mut clients: HashMap<(Option<&str>, Option<&str>), u64, foldhash::fast::RandomState> =
+        HashMap::default();
     let offsets = messages.value_offsets();
     for i in 0..n {
         fn opt(arr: &StringArray, i: usize) -> Option<&str> {
@@ -739,7 +793,15 @@ pub(crate) fn features_of_batch(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
         let n_tools = tools
             .filter(|t| !t.is_null(i))
             .map_or(0, |t| t.value_length(i) as u32);
-        b.push(&extract(&req, msgs, n_tools));
+        let mut f = extract_content(&req, msgs, n_tools);
+        f.system = match req.system {
+            Some(s) if !s.is_empty() => *systems.entry(s).or_insert_with(|| skeleton_hash(s)),
+            _ => 0,
+        };
+        f.client = *clients
+            .entry((req.user_agent, req.tls_ja4))
+            .or_insert_with(|| client_fp(req.user_agent, req.tls_ja4));
+        b.push(&f);
     }
     Ok(Arc::new(b.finish()))
 }
@@ -835,6 +897,24 @@ mod tests {
         let s = Shape::of(&long);
         assert_eq!((s.letters, s.digits, s.chars), (30_000, 30_000, 90_000));
         assert_eq!(s.tabular, 1);
+        // Empty lines count, the last one included.
+        assert_eq!((Shape::of("").lines, Shape::of("a\n").lines), (1, 2));
+        assert_eq!(Shape::of("a\n\nb").lines, 3);
+    }
+
+    #[test]
+    fn quotations_are_counted_in_characters_across_lines() {
+        // From the first `"` to the last, over lines, multi-byte characters counted once.
+        let inner = "héllo wörld, ünïcode\nsécond line \"nested\" ok é";
+        let text = format!("Ünïcode here. \"{inner}\" done é");
+        let want = inner.chars().count() as u32;
+        assert_eq!(Shape::of(&text).delimited, want);
+        // One quote, or two adjacent ones, quote nothing.
+        assert_eq!(Shape::of("say \" once").delimited, 0);
+        assert_eq!(Shape::of("empty \"\" here").delimited, 0);
+        // Other quotation marks still count, the longest pair wins.
+        assert_eq!(Shape::of("a \"bc\" «défghij»").delimited, 7);
+        assert_eq!(Shape::of("a \"bcdefghij\" «dé»").delimited, 9);
     }
 
     #[test]
