@@ -2,6 +2,7 @@
 //! so that both formats accept and store exactly the same things.
 
 use std::borrow::Cow;
+use std::fmt::Write;
 use std::net::IpAddr;
 
 use chrono::{DateTime, NaiveDateTime};
@@ -60,6 +61,40 @@ pub fn parse_timestamp(field: &str, s: &str) -> Result<i64, Problem> {
     }
 }
 
+/// Text formatted into a fixed buffer on the stack (no allocation per value); writing past
+/// its end is an error.
+pub struct StackText<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for StackText<N> {
+    fn default() -> Self {
+        StackText {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> StackText<N> {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> std::fmt::Write for StackText<N> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > N {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// Checks an IPv4/IPv6 address and returns its canonical text form.
 pub fn canonical_ip<'a>(field: &str, s: &'a str) -> Result<Cow<'a, str>, Problem> {
     // Dotted-quad IPv4 that parses is already canonical (leading zeros are rejected).
@@ -68,11 +103,14 @@ pub fn canonical_ip<'a>(field: &str, s: &'a str) -> Result<Cow<'a, str>, Problem
     }
     match s.parse::<IpAddr>() {
         Ok(ip) => {
-            let canonical = ip.to_canonical().to_string();
-            if canonical == s {
+            let ip = ip.to_canonical();
+            // Formatted on the stack first: most addresses are canonical already, and
+            // allocate nothing then. (45 bytes is the longest IPv6 text form.)
+            let mut buf = StackText::<48>::default();
+            if write!(buf, "{ip}").is_ok() && buf.as_str() == s {
                 Ok(Cow::Borrowed(s))
             } else {
-                Ok(Cow::Owned(canonical))
+                Ok(Cow::Owned(ip.to_string()))
             }
         }
         Err(_) => Err(Problem::new(
@@ -168,6 +206,29 @@ mod tests {
         assert_eq!(
             canonical_ip("ip", "300.1.1.1").unwrap_err().reason,
             BadReason::BadAddress
+        );
+        // A canonical IPv6 address is borrowed, not copied; the longest form still fits.
+        let long = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+        assert!(matches!(
+            canonical_ip("ip", "2001:db8::1"),
+            Ok(Cow::Borrowed(_))
+        ));
+        assert_eq!(
+            canonical_ip("ip", long).unwrap(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
+    }
+
+    #[test]
+    fn stack_text_refuses_to_overflow() {
+        let mut t = StackText::<4>::default();
+        assert!(write!(t, "abcd").is_ok());
+        assert_eq!(t.as_str(), "abcd");
+        assert!(write!(t, "e").is_err());
+        assert_eq!(
+            t.as_str(),
+            "abcd",
+            "a refused write leaves the text as it was"
         );
     }
 

@@ -173,20 +173,8 @@ pub fn prefix_of(ip: &str) -> String {
 /// exchange and keep only a few, so the common case allocates nothing.
 pub fn with_prefix<R>(ip: &str, f: impl FnOnce(&str) -> R) -> R {
     use std::fmt::Write;
-    /// Long enough for `ffff:ffff:ffff::/48`.
-    struct Buf([u8; 24], usize);
-    impl Write for Buf {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            let end = self.1 + s.len();
-            self.0
-                .get_mut(self.1..end)
-                .ok_or(std::fmt::Error)?
-                .copy_from_slice(s.as_bytes());
-            self.1 = end;
-            Ok(())
-        }
-    }
-    let mut buf = Buf([0; 24], 0);
+    // Long enough for `ffff:ffff:ffff::/48`.
+    let mut buf = dg_contract::values::StackText::<24>::default();
     let written = match ip.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => {
             let o = v4.octets();
@@ -199,9 +187,9 @@ pub fn with_prefix<R>(ip: &str, f: impl FnOnce(&str) -> R) -> R {
         Err(_) => return f(ip),
     };
     // Neither fails (a prefix is at most 19 ASCII bytes); the address itself is the fallback.
-    match (written, std::str::from_utf8(&buf.0[..buf.1])) {
-        (Ok(()), Ok(prefix)) => f(prefix),
-        _ => f(ip),
+    match written {
+        Ok(()) => f(buf.as_str()),
+        Err(_) => f(ip),
     }
 }
 
