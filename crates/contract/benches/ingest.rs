@@ -228,9 +228,16 @@ fn main() {
         ["gen", dir, rows] => generate(Path::new(dir), rows.parse().expect("ROWS")),
         ["read", file] => read(Path::new(file), None),
         ["read", file, limit] => read(Path::new(file), Some(limit.parse().expect("LIMIT"))),
-        [] => eprintln!(
+        // No arguments, or a test-name filter from `cargo test --all-targets NAME`: nothing
+        // to measure.
+        [] | [_] => eprintln!(
             "usage: ingest gen DIR ROWS | ingest read FILE [LIMIT] (see scripts/bench-ingest.sh)"
         ),
-        other => panic!("unknown arguments {other:?}"),
+        other => {
+            eprintln!(
+                "unknown arguments {other:?}; usage: ingest gen DIR ROWS | ingest read FILE [LIMIT]"
+            );
+            std::process::exit(2);
+        }
     }
 }
