@@ -1023,6 +1023,119 @@ mod tests {
     }
 
     #[test]
+    fn the_batch_udf_agrees_with_extract_row_by_row() {
+        // Repeated and distinct system prompts and clients (fingerprinted once per distinct
+        // value in a batch), empty and missing ones, several turns.
+        use arrow::array::{StructArray, UInt32Array, new_null_array};
+        use arrow::buffer::OffsetBuffer;
+        let grader = "You are a strict grader. Score the answer 1-10 and explain.";
+        let systems = [
+            Some(grader),
+            None,
+            Some(""),
+            Some(grader),
+            Some("Другой ассистент 42"),
+        ];
+        let uas = [
+            Some("openai-python/1.40"),
+            None,
+            Some("curl/8"),
+            Some("openai-python/1.40"),
+            None,
+        ];
+        let ja4s = [
+            Some("t13d1516h2_8daaf6152771"),
+            None,
+            None,
+            Some("t13d1516h2_8daaf6152771"),
+            Some("x"),
+        ];
+        let turns: [&[(&str, &str)]; 5] = [
+            &[("user", "Rate this essay 1-10:\n\"Cats are great.\"")],
+            &[
+                ("user", "hi"),
+                ("assistant", "hello"),
+                ("user", "写一首关于秋天的诗"),
+            ],
+            &[("user", "fn main() { let x = 1; }\nwhy?"), ("tool", "ok")],
+            &[("user", "Rate this essay 1-10:\n\"Dogs are loyal.\"")],
+            &[],
+        ];
+        let n = systems.len();
+        let (mut roles, mut contents, mut offsets) = (vec![], vec![], vec![0i32]);
+        for t in &turns {
+            for (r, c) in t.iter() {
+                roles.push(*r);
+                contents.push(*c);
+            }
+            offsets.push(roles.len() as i32);
+        }
+        let items = StructArray::new(
+            Fields::from(vec![
+                Field::new("role", DataType::Utf8, false),
+                Field::new("content", DataType::Utf8, false),
+            ]),
+            vec![
+                Arc::new(StringArray::from(roles)),
+                Arc::new(StringArray::from(contents)),
+            ],
+            None,
+        );
+        let item = Arc::new(Field::new("item", items.data_type().clone(), true));
+        let messages = ListArray::new(
+            item,
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(items),
+            None,
+        );
+        let tokens = || -> ArrayRef { Arc::new(UInt32Array::from(vec![Some(7); n])) };
+        let args: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(systems.to_vec())),
+            Arc::new(messages),
+            new_null_array(&DataType::Null, n),
+            Arc::new(StringArray::from(uas.to_vec())),
+            Arc::new(StringArray::from(ja4s.to_vec())),
+            tokens(),
+            tokens(),
+            tokens(),
+            tokens(),
+        ];
+        let out = features_of_batch(&args, n).unwrap();
+        let out = out.as_struct();
+        let u64s = |name: &str| {
+            out.column_by_name(name)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .clone()
+        };
+        let (template, system, client) = (u64s("template"), u64s("system_fp"), u64s("client_fp"));
+        for i in 0..n {
+            let req = Request {
+                system: systems[i],
+                user_agent: uas[i],
+                tls_ja4: ja4s[i],
+                max_tokens: Some(7),
+                input_tokens: 7,
+                output_tokens: 7,
+                reasoning_tokens: Some(7),
+            };
+            let want = extract(&req, turns[i].iter().copied(), 0);
+            assert_eq!(
+                (template.value(i), system.value(i), client.value(i)),
+                (want.template, want.system, want.client),
+                "row {i}"
+            );
+        }
+        assert_eq!(
+            system.value(0),
+            system.value(3),
+            "one system prompt, one fingerprint"
+        );
+        assert_eq!((system.value(1), system.value(2)), (0, 0));
+        assert_ne!(system.value(0), system.value(4));
+    }
+
+    #[test]
     fn quotations_are_counted_in_characters_across_lines() {
         // From the first `"` to the last, over lines, multi-byte characters counted once.
         let inner = "héllo wörld, ünïcode\nsécond line \"nested\" ok é";
