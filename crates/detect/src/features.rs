@@ -840,7 +840,7 @@ pub(crate) fn features_of_batch(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     let mut b = Builders::new(n);
     // A batch holds a few dozen distinct system prompts and clients among thousands of rows:
     // each is fingerprinted once (a fast hash and a comparison instead of a skeleton pass).
-    let mut systems: HashMap<&str, u64, foldhash::fast::RandomState> = HashMap::default();
+    let mut systems: HashMap<Option<&str>, u64, foldhash::fast::RandomState> = HashMap::default();
     let mut clients: HashMap<(Option<&str>, Option<&str>), u64, foldhash::fast::RandomState> =
         HashMap::default();
     let offsets = messages.value_offsets();
@@ -876,10 +876,9 @@ pub(crate) fn features_of_batch(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
             .filter(|t| !t.is_null(i))
             .map_or(0, |t| t.value_length(i) as u32);
         let mut f = extract_content(&req, msgs, n_tools);
-        f.system = match req.system {
-            Some(s) if !s.is_empty() => *systems.entry(s).or_insert_with(|| skeleton_hash(s)),
-            _ => 0,
-        };
+        f.system = *systems
+            .entry(req.system)
+            .or_insert_with(|| system_fp(req.system));
         f.client = *clients
             .entry((req.user_agent, req.tls_ja4))
             .or_insert_with(|| client_fp(req.user_agent, req.tls_ja4));
