@@ -16,6 +16,7 @@ pub mod diag;
 pub mod error;
 mod jsonl;
 pub use jsonl::RecordParser;
+mod pages;
 mod parquet_in;
 pub use parquet_in::{BadRow, check_batch};
 pub mod read;

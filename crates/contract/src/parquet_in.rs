@@ -18,11 +18,14 @@ use arrow::datatypes::{DataType, Field, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
 };
+use parquet::arrow::parquet_to_arrow_field_levels;
 
 use crate::diag::{BadReason, Location, Raw};
 use crate::error::IngestError;
+use crate::pages;
 use crate::read::FileReader;
 use crate::schema::{ColumnSpec, Kind, Presence, ROLES, arrow_type, message_fields};
 use crate::values::{self, Problem};
@@ -178,18 +181,39 @@ pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
     }
     roots.sort_unstable();
     let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+    let leaves: Vec<usize> = (0..meta.parquet_schema().num_columns())
+        .filter(|&i| mask.leaf_included(i))
+        .collect();
+    // The projected columns' Arrow types and levels, for row groups whose pages
+    // `crate::pages` reads.
+    let levels = parquet_to_arrow_field_levels(
+        meta.parquet_schema(),
+        mask.clone(),
+        Some(meta.schema().fields()),
+    )
+    .map_err(|e| corrupt(r, e))?;
     let row_groups = meta.metadata().num_row_groups();
     for rg in 0..row_groups {
         let handle = file.try_clone().map_err(|source| IngestError::Io {
             path: path.clone(),
             source,
         })?;
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
-            .with_row_groups(vec![rg])
-            .with_projection(mask.clone())
-            .with_batch_size(r.opts.batch_size)
-            .build()
-            .map_err(|e| corrupt(r, e))?;
+        let reader = if pages::supported(meta.metadata(), rg, &leaves) {
+            let rows = meta.metadata().row_group(rg).num_rows().max(1) as usize;
+            ParquetRecordBatchReader::try_new_with_row_groups(
+                &levels,
+                &pages::RowGroupPages::new(handle, meta.metadata().clone(), rg),
+                r.opts.batch_size.min(rows),
+                None,
+            )
+        } else {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
+                .with_row_groups(vec![rg])
+                .with_projection(mask.clone())
+                .with_batch_size(r.opts.batch_size)
+                .build()
+        }
+        .map_err(|e| corrupt(r, e))?;
         let mut base = 0usize;
         for batch in reader {
             let batch = batch.map_err(|e| corrupt(r, e))?;

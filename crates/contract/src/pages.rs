@@ -1,0 +1,859 @@
+//! Parquet pages of LZ4_RAW and uncompressed column chunks, read and decompressed here and
+//! decoded by the `parquet` crate's own Arrow readers.
+//!
+//! The crate's page reader zero-fills every page buffer before decompressing into it: for
+//! prompt text that is a second pass over gigabytes of memory, about a twentieth of a whole
+//! `analyze` run. Its decompressor is not pluggable, but its Arrow decoding is built on public
+//! traits ([`RowGroups`], [`PageIterator`], [`PageReader`]), so this module supplies the
+//! pages: it reads a column chunk with one read, parses each page header (Thrift compact
+//! protocol, the few fields a page needs) and decompresses LZ4_RAW straight into uninitialised
+//! memory. Column chunks in any other codec are left to the `parquet` crate
+//! ([`supported`] says which row groups this module can read).
+
+use std::fs::File;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::RowGroups;
+use parquet::basic::{Compression, Encoding};
+use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+use parquet::file::reader::ChunkReader;
+
+/// Whether every column chunk of row group `rg` among `leaves` (leaf column indices) is in a
+/// codec this module decompresses.
+pub(crate) fn supported(meta: &ParquetMetaData, rg: usize, leaves: &[usize]) -> bool {
+    let group = meta.row_group(rg);
+    leaves.iter().all(|&i| {
+        i < group.num_columns()
+            && matches!(
+                group.column(i).compression(),
+                Compression::LZ4_RAW | Compression::UNCOMPRESSED
+            )
+    })
+}
+
+/// One row group of a file, its column chunks read on demand.
+pub(crate) struct RowGroupPages {
+    file: File,
+    meta: Arc<ParquetMetaData>,
+    rg: usize,
+}
+
+impl RowGroupPages {
+    pub(crate) fn new(file: File, meta: Arc<ParquetMetaData>, rg: usize) -> Self {
+        Self { file, meta, rg }
+    }
+}
+
+impl RowGroups for RowGroupPages {
+    fn num_rows(&self) -> usize {
+        self.meta.row_group(self.rg).num_rows().max(0) as usize
+    }
+
+    fn column_chunks(&self, i: usize) -> Result<Box<dyn PageIterator>> {
+        let group = self.meta.row_group(self.rg);
+        if i >= group.num_columns() {
+            return Err(general(format!("no column {i} in row group {}", self.rg)));
+        }
+        let col = group.column(i);
+        let start = col
+            .dictionary_page_offset()
+            .filter(|&d| d > 0)
+            .unwrap_or(col.data_page_offset());
+        let len = col.compressed_size();
+        if start < 0 || len < 0 {
+            return Err(general(format!(
+                "column chunk {i} has a negative offset or length"
+            )));
+        }
+        let codec = match col.compression() {
+            Compression::LZ4_RAW => Codec::Lz4Raw,
+            Compression::UNCOMPRESSED => Codec::None,
+            other => return Err(general(format!("codec {other} is not read here"))),
+        };
+        let data = self.file.get_bytes(start as u64, len as usize)?;
+        let pages = ChunkPages {
+            data,
+            pos: 0,
+            codec,
+            next: None,
+        };
+        Ok(Box::new(OneChunk(Some(Box::new(pages)))))
+    }
+
+    fn row_groups(&self) -> Box<dyn Iterator<Item = &RowGroupMetaData> + '_> {
+        Box::new(std::iter::once(self.meta.row_group(self.rg)))
+    }
+
+    fn metadata(&self) -> &ParquetMetaData {
+        &self.meta
+    }
+}
+
+/// The page readers of one column: a single column chunk.
+struct OneChunk(Option<Box<dyn PageReader>>);
+
+impl Iterator for OneChunk {
+    type Item = Result<Box<dyn PageReader>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.take().map(Ok)
+    }
+}
+
+impl PageIterator for OneChunk {}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Codec {
+    None,
+    Lz4Raw,
+}
+
+/// The pages of one column chunk held in memory.
+struct ChunkPages {
+    data: Bytes,
+    pos: usize,
+    codec: Codec,
+    /// The header of the next data or dictionary page, parsed by a peek.
+    next: Option<(Header, usize)>,
+}
+
+impl ChunkPages {
+    /// The next data or dictionary page's header and the length of the header (index pages
+    /// are passed over); `None` at the end of the chunk.
+    fn header(&mut self) -> Result<Option<(Header, usize)>> {
+        if let Some(h) = self.next {
+            return Ok(Some(h));
+        }
+        loop {
+            if self.pos >= self.data.len() {
+                return Ok(None);
+            }
+            let (h, len) = Header::parse(&self.data[self.pos..])?;
+            let body = h.compressed as usize;
+            if body > self.data.len() - self.pos - len {
+                return Err(general(format!(
+                    "page of {body} bytes runs past the end of its column chunk"
+                )));
+            }
+            if h.kind == Kind::Other {
+                self.pos += len + body;
+                continue;
+            }
+            self.next = Some((h, len));
+            return Ok(self.next);
+        }
+    }
+
+    fn decompress(&self, h: &Header, body: &[u8]) -> Result<Bytes> {
+        let size = h.uncompressed as usize;
+        let levels = match h.kind {
+            Kind::DataV2 { levels_len, .. } => levels_len as usize,
+            _ => 0,
+        };
+        let compressed = match h.kind {
+            Kind::DataV2 { compressed, .. } => compressed,
+            _ => true,
+        };
+        if self.codec == Codec::None || !compressed {
+            if body.len() != size {
+                return Err(general(format!(
+                    "uncompressed page of {} bytes, its header says {size}",
+                    body.len()
+                )));
+            }
+            return Ok(self.data.slice_ref(body));
+        }
+        if levels > size || levels > body.len() {
+            return Err(general("page levels longer than the page".into()));
+        }
+        // LZ4 expands at most 255 to 1: a larger claimed size is a corrupt header, not a
+        // reason to allocate it.
+        if size - levels > (body.len() - levels).saturating_mul(255) + 64 {
+            return Err(general(format!(
+                "page claims {size} bytes from {} compressed",
+                body.len()
+            )));
+        }
+        let values = if size == levels {
+            Vec::new()
+        } else {
+            lz4_flex::block::decompress(&body[levels..], size - levels)
+                .map_err(|e| general(format!("LZ4 page: {e}")))?
+        };
+        if values.len() != size - levels {
+            return Err(general(format!(
+                "page decompressed to {} bytes, its header says {}",
+                values.len(),
+                size - levels
+            )));
+        }
+        if levels == 0 {
+            return Ok(Bytes::from(values));
+        }
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(&body[..levels]);
+        out.extend_from_slice(&values);
+        Ok(Bytes::from(out))
+    }
+}
+
+impl Iterator for ChunkPages {
+    type Item = Result<Page>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.get_next_page().transpose()
+    }
+}
+
+impl PageReader for ChunkPages {
+    fn get_next_page(&mut self) -> Result<Option<Page>> {
+        let Some((h, len)) = self.header()? else {
+            return Ok(None);
+        };
+        self.next = None;
+        let start = self.pos + len;
+        let end = start + h.compressed as usize;
+        self.pos = end;
+        let buf = self.decompress(&h, &self.data[start..end])?;
+        let count = |n: i32| {
+            u32::try_from(n).map_err(|_| general(format!("negative count {n} in a page header")))
+        };
+        Ok(Some(match h.kind {
+            Kind::Dictionary {
+                values,
+                encoding,
+                sorted,
+            } => Page::DictionaryPage {
+                buf,
+                num_values: count(values)?,
+                encoding,
+                is_sorted: sorted,
+            },
+            Kind::DataV1 {
+                values,
+                encoding,
+                def,
+                rep,
+            } => Page::DataPage {
+                buf,
+                num_values: count(values)?,
+                encoding,
+                def_level_encoding: def,
+                rep_level_encoding: rep,
+                statistics: None,
+            },
+            Kind::DataV2 {
+                values,
+                nulls,
+                rows,
+                encoding,
+                def_len,
+                levels_len,
+                compressed,
+            } => Page::DataPageV2 {
+                buf,
+                num_values: count(values)?,
+                encoding,
+                num_nulls: count(nulls)?,
+                num_rows: count(rows)?,
+                def_levels_byte_len: count(def_len)?,
+                rep_levels_byte_len: count(levels_len - def_len)?,
+                is_compressed: compressed,
+                statistics: None,
+            },
+            Kind::Other => unreachable!("header() passes over other pages"),
+        }))
+    }
+
+    fn peek_next_page(&mut self) -> Result<Option<PageMetadata>> {
+        Ok(self.header()?.map(|(h, _)| match h.kind {
+            Kind::Dictionary { .. } => PageMetadata {
+                num_rows: None,
+                num_levels: None,
+                is_dict: true,
+            },
+            Kind::DataV1 { values, .. } => PageMetadata {
+                num_rows: None,
+                num_levels: Some(values.max(0) as usize),
+                is_dict: false,
+            },
+            Kind::DataV2 { values, rows, .. } => PageMetadata {
+                num_rows: Some(rows.max(0) as usize),
+                num_levels: Some(values.max(0) as usize),
+                is_dict: false,
+            },
+            Kind::Other => unreachable!("header() passes over other pages"),
+        }))
+    }
+
+    fn skip_next_page(&mut self) -> Result<()> {
+        if let Some((h, len)) = self.header()? {
+            self.next = None;
+            self.pos += len + h.compressed as usize;
+        }
+        Ok(())
+    }
+
+    fn at_record_boundary(&mut self) -> Result<bool> {
+        // As the `parquet` crate's reader: the chunk's end is a boundary, and so is the start
+        // of a V2 data page (the format requires them to start records); a V1 page may
+        // continue the last record of the page before it.
+        Ok(match self.peek_next_page()? {
+            None => true,
+            Some(m) => m.num_rows.is_some(),
+        })
+    }
+}
+
+fn general(msg: String) -> ParquetError {
+    ParquetError::General(msg)
+}
+
+/// What a page header says, the fields the readers need.
+#[derive(Clone, Copy, Debug)]
+struct Header {
+    kind: Kind,
+    uncompressed: i32,
+    compressed: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    DataV1 {
+        values: i32,
+        encoding: Encoding,
+        def: Encoding,
+        rep: Encoding,
+    },
+    Dictionary {
+        values: i32,
+        encoding: Encoding,
+        sorted: bool,
+    },
+    DataV2 {
+        values: i32,
+        nulls: i32,
+        rows: i32,
+        encoding: Encoding,
+        /// Bytes of definition levels, and of definition and repetition levels together.
+        def_len: i32,
+        levels_len: i32,
+        compressed: bool,
+    },
+    /// Index pages and page types from later versions of the format: passed over.
+    Other,
+}
+
+// Page types of the format.
+const DATA_PAGE: i32 = 0;
+const DICTIONARY_PAGE: i32 = 2;
+const DATA_PAGE_V2: i32 = 3;
+
+impl Header {
+    /// Parses a `PageHeader` at the start of `buf`; returns it and its length in bytes.
+    fn parse(buf: &[u8]) -> Result<(Header, usize)> {
+        let mut p = Compact { buf, pos: 0 };
+        let (mut page_type, mut uncompressed, mut compressed) = (None, None, None);
+        let (mut v1, mut dict, mut v2) = (None, None, None);
+        p.fields(|p, id, ty| {
+            match (id, ty) {
+                (1, T_I32) => page_type = Some(p.i32()?),
+                (2, T_I32) => uncompressed = Some(p.i32()?),
+                (3, T_I32) => compressed = Some(p.i32()?),
+                (5, T_STRUCT) => v1 = Some(p.data_v1()?),
+                (7, T_STRUCT) => dict = Some(p.dictionary()?),
+                (8, T_STRUCT) => v2 = Some(p.data_v2()?),
+                _ => p.skip(ty, 0)?,
+            }
+            Ok(())
+        })?;
+        let (Some(page_type), Some(uncompressed), Some(compressed)) =
+            (page_type, uncompressed, compressed)
+        else {
+            return Err(general("page header without type or sizes".into()));
+        };
+        if uncompressed < 0 || compressed < 0 {
+            return Err(general("page header with a negative size".into()));
+        }
+        let missing = |what: &str| general(format!("page header without its {what} header"));
+        let kind = match page_type {
+            DATA_PAGE => v1.ok_or_else(|| missing("data page"))?,
+            DICTIONARY_PAGE => dict.ok_or_else(|| missing("dictionary page"))?,
+            DATA_PAGE_V2 => v2.ok_or_else(|| missing("data page V2"))?,
+            _ => Kind::Other,
+        };
+        Ok((
+            Header {
+                kind,
+                uncompressed,
+                compressed,
+            },
+            p.pos,
+        ))
+    }
+}
+
+// Thrift compact protocol field types.
+const T_TRUE: u8 = 1;
+const T_FALSE: u8 = 2;
+const T_BYTE: u8 = 3;
+const T_I16: u8 = 4;
+const T_I32: u8 = 5;
+const T_I64: u8 = 6;
+const T_DOUBLE: u8 = 7;
+const T_BINARY: u8 = 8;
+const T_LIST: u8 = 9;
+const T_SET: u8 = 10;
+const T_MAP: u8 = 11;
+const T_STRUCT: u8 = 12;
+
+/// Nesting deeper than this in a page header is corrupt data (the format nests three deep).
+const MAX_DEPTH: u32 = 16;
+
+/// A reader of the Thrift compact protocol, enough for page headers.
+struct Compact<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Compact<'_> {
+    fn byte(&mut self) -> Result<u8> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| general("page header cut short".into()))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7F) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(general("over-long integer in a page header".into()))
+    }
+
+    fn i64(&mut self) -> Result<i64> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    fn i32(&mut self) -> Result<i32> {
+        i32::try_from(self.i64()?)
+            .map_err(|_| general("integer out of range in a page header".into()))
+    }
+
+    fn encoding(&mut self) -> Result<Encoding> {
+        #[allow(deprecated)]
+        Ok(match self.i32()? {
+            0 => Encoding::PLAIN,
+            2 => Encoding::PLAIN_DICTIONARY,
+            3 => Encoding::RLE,
+            4 => Encoding::BIT_PACKED,
+            5 => Encoding::DELTA_BINARY_PACKED,
+            6 => Encoding::DELTA_LENGTH_BYTE_ARRAY,
+            7 => Encoding::DELTA_BYTE_ARRAY,
+            8 => Encoding::RLE_DICTIONARY,
+            9 => Encoding::BYTE_STREAM_SPLIT,
+            e => return Err(general(format!("unknown encoding {e} in a page header"))),
+        })
+    }
+
+    fn skip_bytes(&mut self, n: u64) -> Result<()> {
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n))
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| general("page header cut short".into()))?;
+        self.pos = end;
+        Ok(())
+    }
+
+    /// Calls `f` with each field of a struct (id and type) until its end; `f` reads or skips
+    /// the value. A boolean field's value is its type.
+    fn fields(&mut self, mut f: impl FnMut(&mut Self, i16, u8) -> Result<()>) -> Result<()> {
+        let mut last = 0i16;
+        loop {
+            let b = self.byte()?;
+            if b == 0 {
+                return Ok(());
+            }
+            let ty = b & 0x0F;
+            let delta = b >> 4;
+            let id = if delta == 0 {
+                i16::try_from(self.i64()?)
+                    .map_err(|_| general("field id out of range in a page header".into()))?
+            } else {
+                last.wrapping_add(i16::from(delta))
+            };
+            last = id;
+            f(self, id, ty)?;
+        }
+    }
+
+    fn skip(&mut self, ty: u8, depth: u32) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(general("page header nested too deep".into()));
+        }
+        match ty {
+            T_TRUE | T_FALSE => Ok(()),
+            T_BYTE => self.skip_bytes(1),
+            T_I16 | T_I32 | T_I64 => self.varint().map(drop),
+            T_DOUBLE => self.skip_bytes(8),
+            T_BINARY => {
+                let n = self.varint()?;
+                self.skip_bytes(n)
+            }
+            T_LIST | T_SET => {
+                let b = self.byte()?;
+                let n = match b >> 4 {
+                    15 => self.varint()?,
+                    n => u64::from(n),
+                };
+                self.skip_elements(b & 0x0F, n, depth)
+            }
+            T_MAP => {
+                let n = self.varint()?;
+                if n == 0 {
+                    return Ok(());
+                }
+                let kv = self.byte()?;
+                for _ in 0..n {
+                    self.skip_elements(kv >> 4, 1, depth)?;
+                    self.skip_elements(kv & 0x0F, 1, depth)?;
+                }
+                Ok(())
+            }
+            T_STRUCT => self.fields(|p, _, ty| p.skip(ty, depth + 1)),
+            _ => Err(general(format!("unknown field type {ty} in a page header"))),
+        }
+    }
+
+    /// Skips `n` collection elements of type `ty` (booleans take a byte each there).
+    fn skip_elements(&mut self, ty: u8, n: u64, depth: u32) -> Result<()> {
+        // Every element takes at least one byte.
+        if n > (self.buf.len() - self.pos) as u64 {
+            return Err(general("page header cut short".into()));
+        }
+        for _ in 0..n {
+            match ty {
+                T_TRUE | T_FALSE => self.skip_bytes(1)?,
+                _ => self.skip(ty, depth + 1)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn bool_field(ty: u8) -> Result<bool> {
+        match ty {
+            T_TRUE => Ok(true),
+            T_FALSE => Ok(false),
+            _ => Err(general(format!(
+                "field of type {ty} where a boolean was expected"
+            ))),
+        }
+    }
+
+    fn data_v1(&mut self) -> Result<Kind> {
+        let (mut values, mut encoding, mut def, mut rep) = (None, None, None, None);
+        self.fields(|p, id, ty| {
+            match (id, ty) {
+                (1, T_I32) => values = Some(p.i32()?),
+                (2, T_I32) => encoding = Some(p.encoding()?),
+                (3, T_I32) => def = Some(p.encoding()?),
+                (4, T_I32) => rep = Some(p.encoding()?),
+                _ => p.skip(ty, 1)?,
+            }
+            Ok(())
+        })?;
+        match (values, encoding, def, rep) {
+            (Some(values), Some(encoding), Some(def), Some(rep)) => Ok(Kind::DataV1 {
+                values,
+                encoding,
+                def,
+                rep,
+            }),
+            _ => Err(general("incomplete data page header".into())),
+        }
+    }
+
+    fn dictionary(&mut self) -> Result<Kind> {
+        let (mut values, mut encoding, mut sorted) = (None, None, false);
+        self.fields(|p, id, ty| {
+            match (id, ty) {
+                (1, T_I32) => values = Some(p.i32()?),
+                (2, T_I32) => encoding = Some(p.encoding()?),
+                (3, T_TRUE | T_FALSE) => sorted = Self::bool_field(ty)?,
+                _ => p.skip(ty, 1)?,
+            }
+            Ok(())
+        })?;
+        match (values, encoding) {
+            (Some(values), Some(encoding)) => Ok(Kind::Dictionary {
+                values,
+                encoding,
+                sorted,
+            }),
+            _ => Err(general("incomplete dictionary page header".into())),
+        }
+    }
+
+    fn data_v2(&mut self) -> Result<Kind> {
+        let (mut values, mut nulls, mut rows, mut encoding) = (None, None, None, None);
+        let (mut def_len, mut rep_len, mut compressed) = (None, None, true);
+        self.fields(|p, id, ty| {
+            match (id, ty) {
+                (1, T_I32) => values = Some(p.i32()?),
+                (2, T_I32) => nulls = Some(p.i32()?),
+                (3, T_I32) => rows = Some(p.i32()?),
+                (4, T_I32) => encoding = Some(p.encoding()?),
+                (5, T_I32) => def_len = Some(p.i32()?),
+                (6, T_I32) => rep_len = Some(p.i32()?),
+                (7, T_TRUE | T_FALSE) => compressed = Self::bool_field(ty)?,
+                _ => p.skip(ty, 1)?,
+            }
+            Ok(())
+        })?;
+        match (values, nulls, rows, encoding, def_len, rep_len) {
+            (Some(values), Some(nulls), Some(rows), Some(encoding), Some(d), Some(r))
+                if d >= 0 && r >= 0 =>
+            {
+                Ok(Kind::DataV2 {
+                    values,
+                    nulls,
+                    rows,
+                    encoding,
+                    def_len: d,
+                    levels_len: d.checked_add(r).ok_or_else(|| {
+                        general("level lengths out of range in a page header".into())
+                    })?,
+                    compressed,
+                })
+            }
+            _ => Err(general("incomplete or negative data page V2 header".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder, StructBuilder,
+    };
+    use arrow::datatypes::{DataType, Field, Fields};
+    use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+    use parquet::arrow::{ArrowWriter, ProjectionMask, parquet_to_arrow_field_levels};
+    use parquet::file::properties::{WriterProperties, WriterVersion};
+
+    /// A batch with nulls, repeated values (for dictionaries) and nested lists of structs
+    /// (empty, null and long), like the exchanges table's messages.
+    fn batch(rows: usize) -> RecordBatch {
+        let ints: Int32Array = (0..rows)
+            .map(|i| (i % 7 != 3).then_some(i as i32 * 31))
+            .collect();
+        let words: StringArray = (0..rows)
+            .map(|i| (i % 5 != 0).then(|| format!("value {}", i % 13)))
+            .collect();
+        let fields = Fields::from(vec![
+            Field::new("role", DataType::Utf8, true),
+            Field::new("content", DataType::Utf8, true),
+        ]);
+        let mut lists = ListBuilder::new(StructBuilder::from_fields(fields.clone(), rows));
+        for i in 0..rows {
+            if i % 11 == 4 {
+                lists.append(false);
+                continue;
+            }
+            for k in 0..(i % 4) {
+                let s = lists.values();
+                s.field_builder::<StringBuilder>(0)
+                    .unwrap()
+                    .append_value(["user", "assistant"][k % 2]);
+                let text = format!("message {k} of row {i}: ").repeat(1 + (i * 7 + k) % 40);
+                s.field_builder::<StringBuilder>(1)
+                    .unwrap()
+                    .append_option((k != 2).then_some(text));
+                s.append(true);
+            }
+            lists.append(true);
+        }
+        RecordBatch::try_from_iter(vec![
+            ("n", Arc::new(ints) as ArrayRef),
+            ("word", Arc::new(words) as ArrayRef),
+            ("messages", Arc::new(lists.finish()) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn write(props: WriterProperties, rows: usize) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let b = batch(rows);
+        let mut w = ArrowWriter::try_new(f.reopen().unwrap(), b.schema(), Some(props)).unwrap();
+        for chunk in 0..3 {
+            w.write(&b.slice(chunk * rows / 3, rows / 3)).unwrap();
+        }
+        w.close().unwrap();
+        f
+    }
+
+    /// Every batch of `file` read through this module's pages.
+    fn read_here(file: &File) -> Result<Vec<RecordBatch>> {
+        let meta = ParquetRecordBatchReaderBuilder::try_new(file.try_clone().unwrap())?
+            .metadata()
+            .clone();
+        let schema = parquet::arrow::parquet_to_arrow_schema(
+            meta.file_metadata().schema_descr(),
+            meta.file_metadata().key_value_metadata(),
+        )?;
+        let levels = parquet_to_arrow_field_levels(
+            meta.file_metadata().schema_descr(),
+            ProjectionMask::all(),
+            Some(schema.fields()),
+        )?;
+        let mut out = Vec::new();
+        for rg in 0..meta.num_row_groups() {
+            let leaves: Vec<usize> =
+                (0..meta.file_metadata().schema_descr().num_columns()).collect();
+            assert!(supported(&meta, rg, &leaves));
+            let pages = RowGroupPages::new(file.try_clone().unwrap(), meta.clone(), rg);
+            for b in ParquetRecordBatchReader::try_new_with_row_groups(&levels, &pages, 100, None)?
+            {
+                out.push(b.map_err(|e| general(e.to_string()))?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_there(file: &File) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(file.try_clone().unwrap())
+            .unwrap()
+            .with_batch_size(100)
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect()
+    }
+
+    fn concat(batches: &[RecordBatch]) -> RecordBatch {
+        arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
+    }
+
+    #[test]
+    fn pages_read_here_match_the_parquet_readers() {
+        for codec in [Compression::LZ4_RAW, Compression::UNCOMPRESSED] {
+            for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
+                for dictionary in [false, true] {
+                    let props = WriterProperties::builder()
+                        .set_compression(codec)
+                        .set_writer_version(version)
+                        .set_dictionary_enabled(dictionary)
+                        // Many pages per chunk, and row groups that cut the batches.
+                        .set_data_page_size_limit(512)
+                        .set_write_batch_size(16)
+                        .set_max_row_group_row_count(Some(700))
+                        .build();
+                    let f = write(props, 1500);
+                    let file = f.reopen().unwrap();
+                    let here = read_here(&file).unwrap();
+                    let there = read_there(&file);
+                    assert_eq!(
+                        concat(&here),
+                        concat(&there),
+                        "{codec:?} {version:?} dictionary {dictionary}"
+                    );
+                    assert_eq!(concat(&here).num_rows(), 1500);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_codecs_are_left_to_the_parquet_crate() {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let f = write(props, 30);
+        let meta = ParquetRecordBatchReaderBuilder::try_new(f.reopen().unwrap())
+            .unwrap()
+            .metadata()
+            .clone();
+        assert!(!supported(&meta, 0, &[0, 1, 2]));
+        assert!(!supported(&meta, 0, &[99]));
+    }
+
+    /// Corrupt bytes anywhere in the pages give an error or (where the damage is in values
+    /// the format cannot check) other values, never a panic or an allocation of what a
+    /// damaged header claims.
+    #[test]
+    fn corrupt_pages_are_errors_not_panics() {
+        for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
+            let props = WriterProperties::builder()
+                .set_compression(Compression::LZ4_RAW)
+                .set_writer_version(version)
+                .set_data_page_size_limit(512)
+                .set_write_batch_size(16)
+                .build();
+            let f = write(props, 300);
+            let good = std::fs::read(f.path()).unwrap();
+            let meta = ParquetRecordBatchReaderBuilder::try_new(f.reopen().unwrap())
+                .unwrap()
+                .metadata()
+                .clone();
+            // The page bytes: from the first column chunk to the footer's metadata.
+            let (start, _) = meta.row_group(0).column(0).byte_range();
+            let end = good.len()
+                - 8
+                - u32::from_le_bytes(good[good.len() - 8..good.len() - 4].try_into().unwrap())
+                    as usize;
+            let (mut errors, mut x) = (0, 0x9E37_79B9_7F4A_7C15_u64);
+            for _ in 0..400 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = start as usize + (x as usize) % (end - start as usize);
+                let mut bad = good.clone();
+                bad[at] ^= 1 << ((x >> 32) % 8);
+                let g = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(g.path(), &bad).unwrap();
+                if read_here(&g.reopen().unwrap()).is_err() {
+                    errors += 1;
+                }
+            }
+            assert!(errors > 20, "only {errors} of 400 corruptions detected");
+        }
+    }
+
+    #[test]
+    fn page_headers_cut_short_or_nested_too_deep_are_errors() {
+        // type DATA_PAGE, sizes 10 and 10, then a data page header (num_values 1, encodings).
+        let header = [
+            0x15, 0x00, 0x15, 0x14, 0x15, 0x14, 0x2C, 0x15, 0x02, 0x15, 0x00, 0x15, 0x06, 0x15,
+            0x06, 0x00, 0x00,
+        ];
+        let (h, len) = Header::parse(&header).unwrap();
+        assert_eq!(len, header.len());
+        assert_eq!((h.uncompressed, h.compressed), (10, 10));
+        assert!(matches!(h.kind, Kind::DataV1 { values: 1, .. }));
+        for cut in 0..header.len() {
+            assert!(Header::parse(&header[..cut]).is_err(), "cut at {cut}");
+        }
+        // An unknown field holding structs nested 100 deep.
+        let mut deep = vec![0x15, 0x00, 0x15, 0x00, 0x15, 0x00];
+        deep.push(0x1C); // field 4, a struct (field 4 is the CRC, an i32: unknown here)
+        deep.extend(std::iter::repeat_n(0x1C, 100));
+        deep.extend(std::iter::repeat_n(0x00, 102));
+        assert!(Header::parse(&deep).is_err());
+        // A list claiming more elements than there are bytes.
+        let list = [
+            0x15, 0x00, 0x15, 0x00, 0x15, 0x00, 0x19, 0xF5, 0xFF, 0xFF, 0xFF, 0x0F,
+        ];
+        assert!(Header::parse(&list).is_err());
+    }
+}
