@@ -615,27 +615,64 @@ fn flags(req: &Request, s: &Shape, f: &ExchangeFeatures) -> u8 {
     bits
 }
 
-/// Calls `emit` with the skeleton of a text, byte by byte: ASCII lowercased, every digit run
-/// folded to `0`, every whitespace run to one space, other bytes (UTF-8 of other scripts)
-/// unchanged — what stays the same across requests filled from one template.
-#[inline]
-fn skeleton_bytes(text: &[u8], mut emit: impl FnMut(u8)) {
-    let mut last = 0u8;
-    for &b in text {
-        let out = if b.is_ascii_digit() {
+/// The skeleton of one byte: ASCII lowercased, digits `0`, whitespace one space, other bytes
+/// (UTF-8 of other scripts) unchanged. Only `0` and space fold runs of themselves into one.
+const SKELETON: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
             b'0'
-        } else if b.is_ascii_whitespace() {
+        } else if c.is_ascii_whitespace() {
             b' '
         } else {
-            last = 0;
-            emit(b.to_ascii_lowercase());
-            continue;
+            c.to_ascii_lowercase()
         };
-        if out != last {
-            emit(out);
+        b += 1;
+    }
+    t
+};
+
+#[inline]
+fn folds(out: u8) -> bool {
+    out == b'0' || out == b' '
+}
+
+/// Calls `emit` with the skeleton of a text, byte by byte: ASCII lowercased, every digit run
+/// folded to `0`, every whitespace run to one space, other bytes (UTF-8 of other scripts)
+/// unchanged — what stays the same across requests filled from one template. Stops when
+/// `emit` returns false.
+#[inline]
+fn skeleton_bytes(text: &[u8], mut emit: impl FnMut(u8) -> bool) {
+    let mut last = 0u8;
+    for &b in text {
+        let out = SKELETON[b as usize];
+        if (out != last || !folds(out)) && !emit(out) {
+            return;
         }
         last = out;
     }
+}
+
+/// The last `out.len()` bytes of the skeleton of `text` (fewer if it is shorter), found from
+/// the end: a run folds to the same byte whichever way it is read. They fill the end of
+/// `out`; returns how many there are.
+fn skeleton_tail(text: &[u8], out: &mut [u8]) -> usize {
+    let mut n = 0;
+    let mut last = 0u8;
+    for &b in text.iter().rev() {
+        if n == out.len() {
+            break;
+        }
+        let o = SKELETON[b as usize];
+        if o != last || !folds(o) {
+            n += 1;
+            out[out.len() - n] = o;
+        }
+        last = o;
+    }
+    n
 }
 
 /// Hash of a text's skeleton, streamed (no copy).
@@ -650,6 +687,7 @@ pub fn skeleton_hash(text: &str) -> u64 {
             word = 0;
             k = 0;
         }
+        true
     });
     mix(h ^ word ^ len.rotate_left(56))
 }
@@ -678,23 +716,18 @@ pub fn template_key(prompt: &str) -> u64 {
             m2 = m2.min(h.wrapping_mul(0xA24B_AED4_963E_E407));
         }
     };
+    // The head's skeleton, first EDGE bytes of it.
     let mut n = 0;
     skeleton_bytes(head, |b| {
-        if n < EDGE {
-            shingle(b);
-            n += 1;
-        }
+        shingle(b);
+        n += 1;
+        n < EDGE
     });
     shingle(0);
     // The tail's skeleton, last EDGE bytes of it.
-    // A skeleton is never longer than its text (at most 2 × EDGE bytes here).
-    let mut tail_sk = [0u8; EDGE * 2];
-    let mut len = 0;
-    skeleton_bytes(tail, |b| {
-        tail_sk[len] = b;
-        len += 1;
-    });
-    for &b in &tail_sk[len.saturating_sub(EDGE)..len] {
+    let mut tail_sk = [0u8; EDGE];
+    let len = skeleton_tail(tail, &mut tail_sk);
+    for &b in &tail_sk[EDGE - len..] {
         shingle(b);
     }
     if seen < 5 {
@@ -1209,6 +1242,74 @@ mod tests {
         let embedded = format!("Do this with the text below.\n---\n{body}\n---\n");
         assert_ne!(feat(&embedded, 0, 10).flags & flag::EMBEDDED_TEXT, 0);
         assert_eq!(feat(&body, 0, 10).flags & flag::EMBEDDED_TEXT, 0);
+    }
+
+    /// The template key as first written (the whole skeleton of both ends, then the first
+    /// and the last EDGE bytes of it): the key is persisted, so a faster way to compute it
+    /// must give the same value.
+    fn template_key_reference(prompt: &str) -> u64 {
+        fn skeleton(text: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut last = 0u8;
+            for &b in text {
+                let o = if b.is_ascii_digit() {
+                    b'0'
+                } else if b.is_ascii_whitespace() {
+                    b' '
+                } else {
+                    last = 0;
+                    out.push(b.to_ascii_lowercase());
+                    continue;
+                };
+                if o != last {
+                    out.push(o);
+                }
+                last = o;
+            }
+            out
+        }
+        if prompt.is_empty() {
+            return 0;
+        }
+        let bytes = prompt.as_bytes();
+        let head = &bytes[..bytes.len().min(EDGE * 2)];
+        let tail = &bytes[bytes.len().saturating_sub(EDGE * 2).max(head.len())..];
+        let head = skeleton(head);
+        let tail = skeleton(tail);
+        let mut stream: Vec<u8> = head[..head.len().min(EDGE)].to_vec();
+        stream.push(0);
+        stream.extend_from_slice(&tail[tail.len().saturating_sub(EDGE)..]);
+        if stream.len() < 5 {
+            return crate::hash::hash_bytes(2, bytes) | 1;
+        }
+        let (mut m1, mut m2) = (u64::MAX, u64::MAX);
+        for w in stream.windows(5) {
+            let v = w.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b));
+            let h = mix(v);
+            m1 = m1.min(h);
+            m2 = m2.min(h.wrapping_mul(0xA24B_AED4_963E_E407));
+        }
+        crate::hash::combine(m1, m2) | 1
+    }
+
+    #[test]
+    fn template_key_matches_its_reference() {
+        let alphabet = [
+            "a", "B", "7", "42", " ", "  ", "\t", "\n", "é", "数", "—", "{", "\"", "0",
+        ];
+        let mut x = 0x2545_F491_4F6C_DD1D_u64;
+        for len in (0..120).chain([200, 383, 384, 385, 500, 767, 768, 769, 1000, 3000]) {
+            for _ in 0..20 {
+                let mut p = String::new();
+                while p.len() < len {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    p.push_str(alphabet[(x % alphabet.len() as u64) as usize]);
+                }
+                assert_eq!(template_key(&p), template_key_reference(&p), "{p:?}");
+            }
+        }
     }
 
     #[test]
