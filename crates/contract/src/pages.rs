@@ -5,9 +5,8 @@
 //! prompt text that is a second pass over gigabytes of memory, about a twentieth of a whole
 //! `analyze` run. Its decompressor is not pluggable, but its Arrow decoding is built on public
 //! traits ([`RowGroups`], [`PageIterator`], [`PageReader`]), so this module supplies the
-//! pages: it reads a column chunk with one read, parses each page header (Thrift compact
-//! protocol, the few fields a page needs) and decompresses LZ4_RAW straight into uninitialised
-//! memory. Column chunks in any other codec are left to the `parquet` crate
+//! pages: it reads them one by one, parses each page header (Thrift compact protocol, the
+//! few fields a page needs) and decompresses LZ4_RAW straight into uninitialised memory. Column chunks in any other codec are left to the `parquet` crate
 //! ([`supported`] says which row groups this module can read).
 
 use std::fs::File;
@@ -73,10 +72,10 @@ impl RowGroups for RowGroupPages {
             Compression::UNCOMPRESSED => Codec::None,
             other => return Err(general(format!("codec {other} is not read here"))),
         };
-        let data = self.file.get_bytes(start as u64, len as usize)?;
         let pages = ChunkPages {
-            data,
-            pos: 0,
+            file: self.file.try_clone()?,
+            pos: start as u64,
+            end: start as u64 + len as u64,
             codec,
             next: None,
         };
@@ -110,29 +109,44 @@ enum Codec {
     Lz4Raw,
 }
 
-/// The pages of one column chunk held in memory.
+/// The pages of one column chunk, read one by one (as the `parquet` crate does: a chunk of
+/// prompt text is tens of megabytes, a page one or two).
 struct ChunkPages {
-    data: Bytes,
-    pos: usize,
+    file: File,
+    /// The next page's offset in the file and the chunk's end.
+    pos: u64,
+    end: u64,
     codec: Codec,
-    /// The header of the next data or dictionary page, parsed by a peek.
-    next: Option<(Header, usize)>,
+    /// The header of the next data or dictionary page and its length, parsed by a peek.
+    next: Option<(Header, u64)>,
 }
+
+/// Bytes read to find a page header; more when a header is longer (large statistics).
+const HEADER_READ: u64 = 1024;
 
 impl ChunkPages {
     /// The next data or dictionary page's header and the length of the header (index pages
     /// are passed over); `None` at the end of the chunk.
-    fn header(&mut self) -> Result<Option<(Header, usize)>> {
+    fn header(&mut self) -> Result<Option<(Header, u64)>> {
         if let Some(h) = self.next {
             return Ok(Some(h));
         }
         loop {
-            if self.pos >= self.data.len() {
+            let remaining = self.end.saturating_sub(self.pos);
+            if remaining == 0 {
                 return Ok(None);
             }
-            let (h, len) = Header::parse(&self.data[self.pos..])?;
-            let body = h.compressed as usize;
-            if body > self.data.len() - self.pos - len {
+            let mut want = HEADER_READ.min(remaining);
+            let (h, len) = loop {
+                let bytes = self.file.get_bytes(self.pos, want as usize)?;
+                match Header::parse(&bytes) {
+                    Ok((h, len)) => break (h, len as u64),
+                    Err(_) if want < remaining => want = (want * 16).min(remaining),
+                    Err(e) => return Err(e),
+                }
+            };
+            let body = u64::from(h.compressed);
+            if body > remaining - len {
                 return Err(general(format!(
                     "page of {body} bytes runs past the end of its column chunk"
                 )));
@@ -146,7 +160,7 @@ impl ChunkPages {
         }
     }
 
-    fn decompress(&self, h: &Header, body: &[u8]) -> Result<Bytes> {
+    fn decompress(&self, h: &Header, body: Bytes) -> Result<Bytes> {
         let size = h.uncompressed as usize;
         let levels = match h.kind {
             Kind::DataV2 { levels_len, .. } => levels_len as usize,
@@ -163,7 +177,7 @@ impl ChunkPages {
                     body.len()
                 )));
             }
-            return Ok(self.data.slice_ref(body));
+            return Ok(body);
         }
         if levels > size || levels > body.len() {
             return Err(general("page levels longer than the page".into()));
@@ -212,10 +226,9 @@ impl PageReader for ChunkPages {
             return Ok(None);
         };
         self.next = None;
-        let start = self.pos + len;
-        let end = start + h.compressed as usize;
-        self.pos = end;
-        let buf = self.decompress(&h, &self.data[start..end])?;
+        let body = self.file.get_bytes(self.pos + len, h.compressed as usize)?;
+        self.pos += len + u64::from(h.compressed);
+        let buf = self.decompress(&h, body)?;
         let count = |n: i32| {
             u32::try_from(n).map_err(|_| general(format!("negative count {n} in a page header")))
         };
@@ -290,7 +303,7 @@ impl PageReader for ChunkPages {
     fn skip_next_page(&mut self) -> Result<()> {
         if let Some((h, len)) = self.header()? {
             self.next = None;
-            self.pos += len + h.compressed as usize;
+            self.pos += len + u64::from(h.compressed);
         }
         Ok(())
     }
@@ -314,8 +327,8 @@ fn general(msg: String) -> ParquetError {
 #[derive(Clone, Copy, Debug)]
 struct Header {
     kind: Kind,
-    uncompressed: i32,
-    compressed: i32,
+    uncompressed: u32,
+    compressed: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -373,9 +386,11 @@ impl Header {
         else {
             return Err(general("page header without type or sizes".into()));
         };
-        if uncompressed < 0 || compressed < 0 {
+        let (Ok(uncompressed), Ok(compressed)) =
+            (u32::try_from(uncompressed), u32::try_from(compressed))
+        else {
             return Err(general("page header with a negative size".into()));
-        }
+        };
         let missing = |what: &str| general(format!("page header without its {what} header"));
         let kind = match page_type {
             DATA_PAGE => v1.ok_or_else(|| missing("data page"))?,
