@@ -193,8 +193,7 @@ impl ChunkPages {
         let values = if size == levels {
             Vec::new()
         } else {
-            lz4_flex::block::decompress(&body[levels..], size - levels)
-                .map_err(|e| general(format!("LZ4 page: {e}")))?
+            lz4_block(&body[levels..], size - levels)?
         };
         if values.len() != size - levels {
             return Err(general(format!(
@@ -317,6 +316,35 @@ impl PageReader for ChunkPages {
             Some(m) => m.num_rows.is_some(),
         })
     }
+}
+
+/// Decompresses one LZ4 block of `size` bytes into new, uninitialised memory, with the
+/// reference implementation's bounds-checked decoder (about a fifth faster on prompt text
+/// than `lz4_flex`, the parquet crate's).
+fn lz4_block(input: &[u8], size: usize) -> Result<Vec<u8>> {
+    let (Ok(n_in), Ok(n_out)) = (i32::try_from(input.len()), i32::try_from(size)) else {
+        return Err(general("LZ4 page larger than 2 GiB".into()));
+    };
+    let mut out = Vec::<u8>::with_capacity(size);
+    // SAFETY: `LZ4_decompress_safe` reads at most `n_in` bytes of `input` and writes at most
+    // `n_out` bytes to `out`'s capacity, whatever the input (it is the decoder for untrusted
+    // data); it returns the bytes written, or a negative number for malformed input.
+    let written = unsafe {
+        lz4_sys::LZ4_decompress_safe(input.as_ptr().cast(), out.as_mut_ptr().cast(), n_in, n_out)
+    };
+    if written != n_out {
+        return Err(general(format!(
+            "LZ4 page: {}",
+            if written < 0 {
+                "malformed data".to_string()
+            } else {
+                format!("{written} bytes, its header says {size}")
+            }
+        )));
+    }
+    // SAFETY: the decoder initialised exactly `size` bytes.
+    unsafe { out.set_len(size) };
+    Ok(out)
 }
 
 fn general(msg: String) -> ParquetError {
