@@ -547,11 +547,11 @@ fn starts_enumerated(t: &str) -> bool {
     let mut chars = t.chars();
     match chars.next() {
         Some('-' | '*' | '•' | '·') => chars.next() == Some(' '),
-        Some(c) if c.is_ascii_digit() => {
-            let rest: String = chars.take(3).collect();
-            let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-            rest.starts_with(['.', ')', '、', ':'])
-        }
+        // Up to three more digits, then the mark.
+        Some(c) if c.is_ascii_digit() => chars
+            .take(3)
+            .find(|c| !c.is_ascii_digit())
+            .is_some_and(|c| matches!(c, '.' | ')' | '、' | ':')),
         Some('(') => t.chars().nth(2) == Some(')'),
         Some(c) if ('一'..='十').contains(&c) => t.chars().nth(1) == Some('、'),
         _ => false,
@@ -1309,6 +1309,20 @@ mod tests {
                 }
                 assert_eq!(template_key(&p), template_key_reference(&p), "{p:?}");
             }
+        }
+    }
+
+    #[test]
+    fn enumerated_lines() {
+        for yes in [
+            "1. a", "12) b", "3、c", "100: d", "- item", "* item", "• x", "(a) y", "三、z",
+        ] {
+            assert!(starts_enumerated(yes), "{yes}");
+        }
+        for no in [
+            "1000. a", "1a. b", "12", "-item", "2024 was", "(ab) c", "", "x. y",
+        ] {
+            assert!(!starts_enumerated(no), "{no}");
         }
     }
 
