@@ -1,12 +1,14 @@
-//! Parquet pages of LZ4_RAW and uncompressed column chunks, read and decompressed here and
-//! decoded by the `parquet` crate's own Arrow readers.
+//! Parquet pages of LZ4_RAW, Zstandard and uncompressed column chunks, read and decompressed
+//! here and decoded by the `parquet` crate's own Arrow readers.
 //!
 //! The crate's page reader zero-fills every page buffer before decompressing into it: for
 //! prompt text that is a second pass over gigabytes of memory, about a twentieth of a whole
 //! `analyze` run. Its decompressor is not pluggable, but its Arrow decoding is built on public
 //! traits ([`RowGroups`], [`PageIterator`], [`PageReader`]), so this module supplies the
 //! pages: it reads them one by one, parses each page header (Thrift compact protocol, the
-//! few fields a page needs) and decompresses LZ4_RAW straight into uninitialised memory. Column chunks in any other codec are left to the `parquet` crate
+//! few fields a page needs) and decompresses straight into uninitialised memory — LZ4_RAW with
+//! the reference C decoder, Zstandard with the `zstd` crate. Column chunks in any other codec
+//! (Snappy, gzip, Brotli, LZ4 with Hadoop framing) are left to the `parquet` crate
 //! ([`supported`] says which row groups this module can read).
 
 use std::fs::File;
@@ -28,7 +30,7 @@ pub(crate) fn supported(meta: &ParquetMetaData, rg: usize, leaves: &[usize]) -> 
         i < group.num_columns()
             && matches!(
                 group.column(i).compression(),
-                Compression::LZ4_RAW | Compression::UNCOMPRESSED
+                Compression::LZ4_RAW | Compression::ZSTD(_) | Compression::UNCOMPRESSED
             )
     })
 }
@@ -69,6 +71,7 @@ impl RowGroups for RowGroupPages {
         }
         let codec = match col.compression() {
             Compression::LZ4_RAW => Codec::Lz4Raw,
+            Compression::ZSTD(_) => Codec::Zstd,
             Compression::UNCOMPRESSED => Codec::None,
             other => return Err(general(format!("codec {other} is not read here"))),
         };
@@ -77,6 +80,7 @@ impl RowGroups for RowGroupPages {
             pos: start as u64,
             end: start as u64 + len as u64,
             codec,
+            zstd: None,
             next: None,
         };
         Ok(Box::new(OneChunk(Some(Box::new(pages)))))
@@ -107,6 +111,7 @@ impl PageIterator for OneChunk {}
 enum Codec {
     None,
     Lz4Raw,
+    Zstd,
 }
 
 /// The pages of one column chunk, read one by one (as the `parquet` crate does: a chunk of
@@ -117,6 +122,8 @@ struct ChunkPages {
     pos: u64,
     end: u64,
     codec: Codec,
+    /// A Zstandard context, made at the first Zstandard page and kept for the others.
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
     /// The header of the next data or dictionary page and its length, parsed by a peek.
     next: Option<(Header, u64)>,
 }
@@ -160,7 +167,7 @@ impl ChunkPages {
         }
     }
 
-    fn decompress(&self, h: &Header, body: Bytes) -> Result<Bytes> {
+    fn decompress(&mut self, h: &Header, body: Bytes) -> Result<Bytes> {
         let size = h.uncompressed as usize;
         let levels = match h.kind {
             Kind::DataV2 { levels_len, .. } => levels_len as usize,
@@ -183,8 +190,10 @@ impl ChunkPages {
             return Err(general("page levels longer than the page".into()));
         }
         // LZ4 expands at most 255 to 1: a larger claimed size is a corrupt header, not a
-        // reason to allocate it.
-        if size - levels > (body.len() - levels).saturating_mul(255) + 64 {
+        // reason to allocate it. (Zstandard has no such bound; a page is at most 2 GiB.)
+        if self.codec == Codec::Lz4Raw
+            && size - levels > (body.len() - levels).saturating_mul(255) + 64
+        {
             return Err(general(format!(
                 "page claims {size} bytes from {} compressed",
                 body.len()
@@ -192,6 +201,19 @@ impl ChunkPages {
         }
         let values = if size == levels {
             Vec::new()
+        } else if self.codec == Codec::Zstd {
+            let zstd = match &mut self.zstd {
+                Some(z) => z,
+                None => self.zstd.insert(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| general(format!("Zstandard: {e}")))?,
+                ),
+            };
+            // Written into the vector's spare capacity: no zero-fill.
+            let mut out = Vec::with_capacity(size - levels);
+            zstd.decompress_to_buffer(&body[levels..], &mut out)
+                .map_err(|e| general(format!("Zstandard page: {e}")))?;
+            out
         } else {
             lz4_block(&body[levels..], size - levels)?
         };
@@ -790,7 +812,11 @@ mod tests {
 
     #[test]
     fn pages_read_here_match_the_parquet_readers() {
-        for codec in [Compression::LZ4_RAW, Compression::UNCOMPRESSED] {
+        for codec in [
+            Compression::LZ4_RAW,
+            Compression::ZSTD(Default::default()),
+            Compression::UNCOMPRESSED,
+        ] {
             for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
                 for dictionary in [false, true] {
                     let props = WriterProperties::builder()
@@ -836,6 +862,9 @@ mod tests {
     /// damaged header claims.
     #[test]
     fn corrupt_pages_are_errors_not_panics() {
+        // LZ4 only: damaged Zstandard data can decompress cleanly into values that make the
+        // `parquet` crate's own decoders panic; the contract's reader turns that into an
+        // error (tested in tests/ingest.rs).
         for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
             let props = WriterProperties::builder()
                 .set_compression(Compression::LZ4_RAW)

@@ -215,8 +215,22 @@ pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
         }
         .map_err(|e| corrupt(r, e))?;
         let mut base = 0usize;
-        for batch in reader {
-            let batch = batch.map_err(|e| corrupt(r, e))?;
+        let mut reader = reader;
+        loop {
+            // The `parquet` crate's value decoders can panic on damaged pages that decompress
+            // without error (Zstandard and Snappy carry no checksum): a damaged file is an
+            // error naming it, never a crash.
+            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next()));
+            let batch = match next {
+                Ok(None) => break,
+                Ok(Some(batch)) => batch.map_err(|e| corrupt(r, e))?,
+                Err(_) => {
+                    return Err(corrupt(
+                        r,
+                        format!("damaged data in row group {rg}: the decoder failed"),
+                    ));
+                }
+            };
             let n = batch.num_rows();
             if convert_batch(r, &batch, rg, base)?.is_break() {
                 return Ok(());

@@ -422,6 +422,61 @@ fn directories_are_read_in_name_order_skipping_hidden_files() {
     );
 }
 
+/// Damaged bytes in a Parquet file's pages, in each codec the contract's page reader handles
+/// and one it leaves to the `parquet` crate: every read ends as rows, quarantined rows or one
+/// error naming the file, never a panic.
+#[test]
+fn damaged_parquet_pages_never_crash_the_reader() {
+    use parquet::basic::Compression;
+    let f = Fixture::new();
+    let (good, _) = load_ok(
+        &f,
+        Table::Exchanges,
+        &f.write("g.jsonl", GOOD.repeat(3).as_bytes()),
+    );
+    for codec in [
+        Compression::LZ4_RAW,
+        Compression::ZSTD(Default::default()),
+        Compression::SNAPPY,
+    ] {
+        let p = f.path("clean.parquet");
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(codec)
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&p).unwrap(),
+            good.schema(),
+            Some(props),
+        )
+        .unwrap();
+        w.write(&good).unwrap();
+        w.close().unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let meta_len =
+            u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+        let pages_end = bytes.len() - 8 - meta_len as usize;
+        let (mut errors, mut x) = (0, 0x9E37_79B9_7F4A_7C15_u64);
+        for i in 0..150 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = 4 + (x as usize) % (pages_end - 4);
+            let mut bad = bytes.clone();
+            bad[at] ^= 1 << ((x >> 32) % 8);
+            let path = f.write(&format!("bad-{i}.parquet"), &bad);
+            let diag = Diagnostics::new(f.quarantine());
+            if let Err(e) = load(Table::Exchanges, &path, &ReadOptions::default(), &diag) {
+                assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
+                errors += 1;
+            }
+        }
+        assert!(
+            errors > 10,
+            "{codec:?}: only {errors} of 150 damaged files refused"
+        );
+    }
+}
+
 fn write_parquet(f: &Fixture, name: &str, batch: &RecordBatch) -> PathBuf {
     let p = f.path(name);
     let file = std::fs::File::create(&p).unwrap();
