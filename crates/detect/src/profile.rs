@@ -175,22 +175,16 @@ pub fn with_prefix<R>(ip: &str, f: impl FnOnce(&str) -> R) -> R {
     use std::fmt::Write;
     // Long enough for `ffff:ffff:ffff::/48`.
     let mut buf = dg_contract::values::StackText::<24>::default();
-    // A canonical IPv4 address (what the contract's reader delivers) is its own /24 up to the
-    // last dot: no parse, no formatting.
-    if let Some(dot) = canonical_v4_last_dot(ip.as_bytes()) {
-        return match buf
-            .write_str(&ip[..dot])
-            .and_then(|()| buf.write_str(".0/24"))
-        {
-            Ok(()) => f(buf.as_str()),
-            Err(_) => f(ip),
-        };
-    }
     let written = match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => {
-            let o = v4.octets();
-            write!(buf, "{}.{}.{}.0/24", o[0], o[1], o[2])
-        }
+        // The parser takes only canonical dotted quads (no leading zeros; see
+        // `dg_contract::values::canonical_ip`), so the /24 is the text up to its last dot:
+        // no formatting.
+        Ok(IpAddr::V4(_)) => match ip.rfind('.') {
+            Some(dot) => buf
+                .write_str(&ip[..dot])
+                .and_then(|()| buf.write_str(".0/24")),
+            None => return f(ip),
+        },
         Ok(IpAddr::V6(v6)) => {
             let s = v6.segments();
             write!(buf, "{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
@@ -202,33 +196,6 @@ pub fn with_prefix<R>(ip: &str, f: impl FnOnce(&str) -> R) -> R {
         Ok(()) => f(buf.as_str()),
         Err(_) => f(ip),
     }
-}
-
-/// The position of the last dot of a dotted-quad IPv4 address written canonically (four
-/// decimal numbers 0-255 without leading zeros), `None` for anything else.
-fn canonical_v4_last_dot(ip: &[u8]) -> Option<usize> {
-    let (mut parts, mut value, mut digits, mut last_dot) = (0, 0u32, 0, 0);
-    for (i, &b) in ip.iter().enumerate() {
-        match b {
-            b'0'..=b'9' => {
-                if digits == 1 && value == 0 {
-                    return None;
-                }
-                value = value * 10 + u32::from(b - b'0');
-                digits += 1;
-                if digits > 3 || value > 255 {
-                    return None;
-                }
-            }
-            b'.' if digits > 0 && parts < 3 => {
-                parts += 1;
-                last_dot = i;
-                (value, digits) = (0, 0);
-            }
-            _ => return None,
-        }
-    }
-    (parts == 3 && digits > 0).then_some(last_dot)
 }
 
 impl Profile {
@@ -930,7 +897,7 @@ mod tests {
         assert_eq!(prefix_of("203.0.113.77"), "203.0.113.0/24");
         assert_eq!(prefix_of("2001:db8:abcd:12::1"), "2001:db8:abcd::/48");
         assert_eq!(prefix_of("junk"), "junk");
-        // Canonical IPv4 takes the short way; the parser judges everything else.
+        // Canonical IPv4 is cut at its last dot; the parser judges what is canonical.
         assert_eq!(prefix_of("0.0.0.0"), "0.0.0.0/24");
         assert_eq!(prefix_of("10.1.20.3"), "10.1.20.0/24");
         for odd in [
@@ -946,9 +913,8 @@ mod tests {
         }
         // Leading zeros are not canonical (and the parser refuses them).
         assert_eq!(prefix_of("01.2.3.4"), "01.2.3.4");
-        assert_eq!(canonical_v4_last_dot(b"01.2.3.4"), None);
-        assert_eq!(canonical_v4_last_dot(b"1.2.3.04"), None);
-        assert_eq!(canonical_v4_last_dot(b"192.168.1.10"), Some(9));
+        assert_eq!(prefix_of("1.2.3.04"), "1.2.3.04");
+        assert_eq!(prefix_of("192.168.1.10"), "192.168.1.0/24");
         for ip in ["8.8.8.8", "255.255.255.255", "100.64.0.1", "1.0.0.0"] {
             let parsed: std::net::Ipv4Addr = ip.parse().unwrap();
             let o = parsed.octets();
