@@ -124,8 +124,16 @@ struct ChunkPages {
     codec: Codec,
     /// A Zstandard context, made at the first Zstandard page and kept for the others.
     zstd: Option<zstd::bulk::Decompressor<'static>>,
-    /// The header of the next data or dictionary page and its length, parsed by a peek.
-    next: Option<(Header, u64)>,
+    /// The next data or dictionary page's header, parsed by a peek.
+    next: Option<Next>,
+}
+
+/// A parsed page header, its length, and the bytes read to parse it (from the header's start;
+/// a small page's body is often among them).
+struct Next {
+    header: Header,
+    len: u64,
+    read: Bytes,
 }
 
 /// Bytes read to find a page header; more when a header is longer (large statistics).
@@ -135,8 +143,8 @@ impl ChunkPages {
     /// The next data or dictionary page's header and the length of the header (index pages
     /// are passed over); `None` at the end of the chunk.
     fn header(&mut self) -> Result<Option<(Header, u64)>> {
-        if let Some(h) = self.next {
-            return Ok(Some(h));
+        if let Some(n) = &self.next {
+            return Ok(Some((n.header, n.len)));
         }
         loop {
             let remaining = self.end.saturating_sub(self.pos);
@@ -144,10 +152,10 @@ impl ChunkPages {
                 return Ok(None);
             }
             let mut want = HEADER_READ.min(remaining);
-            let (h, len) = loop {
+            let (h, len, read) = loop {
                 let bytes = self.file.get_bytes(self.pos, want as usize)?;
                 match Header::parse(&bytes) {
-                    Ok((h, len)) => break (h, len as u64),
+                    Ok((h, len)) => break (h, len as u64, bytes),
                     Err(_) if want < remaining => want = (want * 16).min(remaining),
                     Err(e) => return Err(e),
                 }
@@ -162,20 +170,24 @@ impl ChunkPages {
                 self.pos += len + body;
                 continue;
             }
-            self.next = Some((h, len));
-            return Ok(self.next);
+            self.next = Some(Next {
+                header: h,
+                len,
+                read,
+            });
+            return Ok(Some((h, len)));
         }
     }
 
     fn decompress(&mut self, h: &Header, body: Bytes) -> Result<Bytes> {
         let size = h.uncompressed as usize;
-        let levels = match h.kind {
-            Kind::DataV2 { levels_len, .. } => levels_len as usize,
-            _ => 0,
-        };
-        let compressed = match h.kind {
-            Kind::DataV2 { compressed, .. } => compressed,
-            _ => true,
+        let (levels, compressed) = match h.kind {
+            Kind::DataV2 {
+                levels_len,
+                compressed,
+                ..
+            } => (levels_len as usize, compressed),
+            _ => (0, true),
         };
         if self.codec == Codec::None || !compressed {
             if body.len() != size {
@@ -243,11 +255,22 @@ impl Iterator for ChunkPages {
 
 impl PageReader for ChunkPages {
     fn get_next_page(&mut self) -> Result<Option<Page>> {
-        let Some((h, len)) = self.header()? else {
+        // Parses the next header unless a peek already has.
+        self.header()?;
+        let Some(Next {
+            header: h,
+            len,
+            read,
+        }) = self.next.take()
+        else {
             return Ok(None);
         };
-        self.next = None;
-        let body = self.file.get_bytes(self.pos + len, h.compressed as usize)?;
+        let (start, end) = (len as usize, len as usize + h.compressed as usize);
+        let body = if end <= read.len() {
+            read.slice(start..end)
+        } else {
+            self.file.get_bytes(self.pos + len, h.compressed as usize)?
+        };
         self.pos += len + u64::from(h.compressed);
         let buf = self.decompress(&h, body)?;
         let count = |n: i32| {

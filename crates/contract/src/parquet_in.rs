@@ -198,7 +198,7 @@ pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
             path: path.clone(),
             source,
         })?;
-        let reader = if pages::supported(meta.metadata(), rg, &leaves) {
+        let mut reader = if pages::supported(meta.metadata(), rg, &leaves) {
             let rows = meta.metadata().row_group(rg).num_rows().max(1) as usize;
             ParquetRecordBatchReader::try_new_with_row_groups(
                 &levels,
@@ -215,7 +215,6 @@ pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
         }
         .map_err(|e| corrupt(r, e))?;
         let mut base = 0usize;
-        let mut reader = reader;
         loop {
             // The `parquet` crate's value decoders can panic on damaged pages that decompress
             // without error (Zstandard and Snappy carry no checksum): a damaged file is an
