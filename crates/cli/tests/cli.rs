@@ -574,6 +574,15 @@ fn report_is_self_contained_and_renders_in_chromium() {
     assert_eq!(html.matches("aria-label=\"account graph\"").count(), n);
     assert_eq!(html.matches("aria-label=\"cluster graph\"").count(), 1);
     assert!(html.contains("Benign look-alikes") && html.contains("(redacted)"));
+    // The same data gives the same report, byte for byte.
+    let again = dir.path().join("r2");
+    let (ok, _, err) = run(&mut analyze_cmd(dir.path(), &data, &again));
+    assert!(ok, "{err}");
+    let html2 = std::fs::read_to_string(again.join("report.html")).unwrap();
+    assert!(
+        html == html2,
+        "two runs over the same data wrote different reports"
+    );
     let Some(chromium) = client_chromium() else {
         return;
     };

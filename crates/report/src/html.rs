@@ -168,7 +168,8 @@ fn graph_svg(a: &Analysis, cluster: usize) -> String {
             );
         }
     }
-    for (n, p) in &pos {
+    // In the nodes' order, not the map's: the same result gives the same report, byte for byte.
+    for (n, p) in nodes.iter().filter_map(|n| Some((n, pos.get(n)?))) {
         let _ = write!(
             s,
             r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="#444"><title>{}</title></circle>"##,
@@ -269,7 +270,7 @@ fn overview_graph_svg(a: &Analysis) -> String {
                 );
             }
         }
-        for p in pos.values() {
+        for p in members.iter().filter_map(|m| pos.get(m)) {
             let _ = write!(
                 s,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{colour}"/>"#,
