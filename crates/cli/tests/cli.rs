@@ -362,6 +362,33 @@ fn analyze_writes_one_verdict_per_account_and_sql_reads_the_result() {
         .arg(example("exchanges.jsonl")));
     assert!(ok, "{err}");
     assert_eq!(table.lines().nth(1), Some(n.to_string().as_str()));
+    // `exchange_features` has one row per exchange, keyed by `request_id`: the request's
+    // other fields join from `exchanges`.
+    let (ok, joined, err) = run(bin()
+        .current_dir(dir.path())
+        .args(["sql", "--format", "csv", "--result"])
+        .arg(&out)
+        .arg(
+            "SELECT count(*) AS n, count(DISTINCT f.account_id) AS a, \
+             sum(CASE WHEN f.ts = e.ts AND f.model = e.model AND f.account_id = e.account_id \
+             THEN 1 ELSE 0 END) AS same \
+             FROM exchange_features f JOIN exchanges e ON f.request_id = e.request_id",
+        )
+        .arg("--exchanges")
+        .arg(example("exchanges.jsonl")));
+    assert!(ok, "{err}");
+    let (ok, total, _) = run(bin()
+        .current_dir(dir.path())
+        .args(["sql", "--format", "csv", "SELECT count(*) FROM exchanges"])
+        .arg("--exchanges")
+        .arg(example("exchanges.jsonl")));
+    assert!(ok);
+    let total = total.lines().nth(1).unwrap().trim();
+    assert_eq!(
+        joined.lines().nth(1),
+        Some(format!("{total},{n},{total}").as_str()),
+        "{joined}"
+    );
 }
 
 #[test]

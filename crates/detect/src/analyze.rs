@@ -2,8 +2,8 @@
 //! memory over account-level state only.
 //!
 //! 1. **Features and profiles** — `exchanges` → `dg_exchange_features` (scalar UDF) → a
-//!    [`TeeTable`] that writes every batch to `DIR/exchange_features/` (Parquet, narrow: no
-//!    prompt text) → `GROUP BY account_id` with `dg_account_profile` (UDAF, mergeable partial
+//!    [`TeeTable`] that writes every batch to `DIR/exchange_features/` (Parquet, narrow: the
+//!    request id, account, time, model, features and redacted snippet; no prompt text) → `GROUP BY account_id` with `dg_account_profile` (UDAF, mergeable partial
 //!    states) → one profile per account. The exchanges are read once.
 //! 2. **Traits, links, verdicts** — per account, then over the account graph.
 //! 3. **Outputs** — `accounts.csv`, `campaigns.json`, `account_features.parquet`,
@@ -165,6 +165,19 @@ pub fn profiles_sql(table: &str) -> String {
     )
 }
 
+/// The columns of `exchange_features`: the request's id (the key that joins it to
+/// `exchanges`), what the timeline groups by, the features and the redacted snippet. The
+/// feature stream also carries the profile's other inputs (addresses, keys, token counts, …);
+/// they are in `exchanges` already, and copying them cost about a third of the writing.
+const WRITTEN_FEATURE_COLUMNS: [&str; 6] = [
+    "request_id",
+    "account_id",
+    "ts",
+    "model",
+    "features",
+    "snippet",
+];
+
 /// How `exchange_features` is written: LZ4 like the simulator's files (Zstandard, DataFusion's
 /// default, cost a tenth of the whole run to compress a table that is read by analysts only),
 /// dictionaries only for the columns with few distinct values (accounts, keys, models,
@@ -175,18 +188,11 @@ fn feature_table_properties() -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
         .set_dictionary_enabled(false);
-    for column in ["request_id", "client_ip", "conversation_id", "snippet"] {
+    for column in ["request_id", "snippet"] {
         props =
             props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }
-    for column in [
-        "account_id",
-        "api_key_id",
-        "model",
-        "asn",
-        "country",
-        "tls_ja4",
-    ] {
+    for column in ["account_id", "model"] {
         props = props.set_column_dictionary_enabled(ColumnPath::from(column), true);
     }
     props.build()
@@ -218,7 +224,8 @@ pub async fn analyze(
         .await?
         .create_physical_plan()
         .await?;
-    let tee = TeeTable::new(features, feat_dir.clone(), feature_table_properties());
+    let tee = TeeTable::new(features, feat_dir.clone(), feature_table_properties())
+        .writing(&WRITTEN_FEATURE_COLUMNS)?;
     engine.ctx.register_table(FEATURE_STREAM, Arc::new(tee))?;
     let df = engine.ctx.sql(&profiles_sql(FEATURE_STREAM)).await?;
     if tracing::enabled!(tracing::Level::DEBUG) {

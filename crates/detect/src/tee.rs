@@ -26,13 +26,16 @@ use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
-/// The output of `plan`, each partition also written to `dir/part-<partition>.parquet`.
+/// The output of `plan`, each partition also written to `dir/part-<partition>.parquet`
+/// (all of its columns, or those chosen with [`TeeTable::writing`]).
 ///
 /// Meant to be scanned once: every scan executes `plan` again and rewrites the files.
 pub struct TeeTable {
     plan: Arc<dyn ExecutionPlan>,
     dir: PathBuf,
     props: WriterProperties,
+    /// The columns written, as indices into the plan's schema.
+    written: Vec<usize>,
 }
 
 impl fmt::Debug for TeeTable {
@@ -46,7 +49,23 @@ impl fmt::Debug for TeeTable {
 
 impl TeeTable {
     pub fn new(plan: Arc<dyn ExecutionPlan>, dir: PathBuf, props: WriterProperties) -> Self {
-        TeeTable { plan, dir, props }
+        let written = (0..plan.schema().fields().len()).collect();
+        TeeTable {
+            plan,
+            dir,
+            props,
+            written,
+        }
+    }
+
+    /// Writes only `columns` (in this order); the scan still passes every column on.
+    pub fn writing(mut self, columns: &[&str]) -> Result<Self> {
+        let schema = self.plan.schema();
+        self.written = columns
+            .iter()
+            .map(|c| schema.index_of(c))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(self)
     }
 
     /// Partitions of the inner plan: one written file each.
@@ -98,6 +117,7 @@ impl TableProvider for TeeTable {
                     partition,
                     path: self.file(partition),
                     props: self.props.clone(),
+                    written: self.written.clone(),
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -119,6 +139,7 @@ struct TeePartition {
     partition: usize,
     path: PathBuf,
     props: WriterProperties,
+    written: Vec<usize>,
 }
 
 impl fmt::Debug for TeePartition {
@@ -139,15 +160,25 @@ impl TeePartition {
         let file = File::create(&self.path).map_err(|e| {
             DataFusionError::Execution(format!("cannot create {}: {e}", self.path.display()))
         })?;
-        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))?;
+        let schema = Arc::new(self.schema.project(&self.written)?);
+        let writer = ArrowWriter::try_new(file, schema, Some(self.props.clone()))?;
         Ok((input, writer))
     }
+}
+
+/// A partition's stream while it passes batches on.
+struct Running {
+    input: SendableRecordBatchStream,
+    writer: Box<ArrowWriter<File>>,
+    path: PathBuf,
+    /// The columns written, as indices into the batches.
+    written: Vec<usize>,
 }
 
 /// Where a partition's stream is: passing batches on, or finished (after the file is closed
 /// or an error was reported).
 enum State {
-    Running(SendableRecordBatchStream, Box<ArrowWriter<File>>, PathBuf),
+    Running(Running),
     Done,
 }
 
@@ -159,26 +190,37 @@ impl PartitionStream for TeePartition {
     fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let schema = self.schema.clone();
         let start = match self.open(ctx) {
-            Ok((input, writer)) => State::Running(input, Box::new(writer), self.path.clone()),
+            Ok((input, writer)) => State::Running(Running {
+                input,
+                writer: Box::new(writer),
+                path: self.path.clone(),
+                written: self.written.clone(),
+            }),
             Err(e) => {
                 let failed = futures::stream::once(async move { Err(e) });
                 return Box::pin(RecordBatchStreamAdapter::new(schema, failed));
             }
         };
         let stream = futures::stream::unfold(start, |state| async move {
-            let State::Running(mut input, mut writer, path) = state else {
+            let State::Running(mut run) = state else {
                 return None;
             };
-            let written = |e: parquet::errors::ParquetError| {
-                DataFusionError::Execution(format!("{}: {e}", path.display()))
+            let failed = |e: parquet::errors::ParquetError| {
+                DataFusionError::Execution(format!("{}: {e}", run.path.display()))
             };
-            match input.next().await {
-                Some(Ok(batch)) => match writer.write(&batch).map_err(written) {
-                    Ok(()) => Some((Ok(batch), State::Running(input, writer, path))),
-                    Err(e) => Some((Err(e), State::Done)),
-                },
+            match run.input.next().await {
+                Some(Ok(batch)) => {
+                    let write = batch
+                        .project(&run.written)
+                        .map_err(|e| failed(e.into()))
+                        .and_then(|part| run.writer.write(&part).map_err(failed));
+                    match write {
+                        Ok(()) => Some((Ok(batch), State::Running(run))),
+                        Err(e) => Some((Err(e), State::Done)),
+                    }
+                }
                 Some(Err(e)) => Some((Err(e), State::Done)),
-                None => match writer.close().map_err(written) {
+                None => match run.writer.close().map_err(failed) {
                     Ok(_) => None,
                     Err(e) => Some((Err(e), State::Done)),
                 },
@@ -287,6 +329,60 @@ mod tests {
         assert_eq!(s, 2 * (0..4000).sum::<i64>());
         let written = read_back(&files);
         assert_eq!(written, (0..4000).map(|x| 2 * x).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn only_the_chosen_columns_are_written_and_every_column_passes_on() {
+        let ctx = session().await;
+        let dir = tempfile::tempdir().unwrap();
+        let plan = ctx
+            .sql("SELECT account, x, x + 1 AS y FROM numbers")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let tee = TeeTable::new(
+            plan.clone(),
+            dir.path().to_path_buf(),
+            WriterProperties::builder().build(),
+        )
+        .writing(&["y", "x"])
+        .unwrap();
+        let files = tee.files();
+        ctx.register_table("tee", Arc::new(tee)).unwrap();
+        let batches = ctx
+            .sql("SELECT sum(account) AS a, sum(y) AS s FROM tee")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            column_total(&batches, 0),
+            (0..4000).map(|x| x % 7).sum::<i64>()
+        );
+        assert_eq!(column_total(&batches, 1), (1..4001).sum::<i64>());
+        for f in &files {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap()).unwrap();
+            let names: Vec<&str> = reader
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            assert_eq!(names, ["y", "x"], "{}", f.display());
+        }
+        // Column 1 of the written files is `x`.
+        assert_eq!(read_back(&files), (0..4000).collect::<Vec<_>>());
+
+        let unknown = TeeTable::new(
+            plan,
+            dir.path().to_path_buf(),
+            WriterProperties::builder().build(),
+        )
+        .writing(&["x", "nope"]);
+        assert!(unknown.unwrap_err().to_string().contains("nope"));
     }
 
     #[tokio::test]
