@@ -1,13 +1,16 @@
 //! A DataFusion table over the files of one contract table.
 //!
-//! Each scan streams the files again through `dg_contract::read_file`, one partition per
-//! group of files, each partition read on its own thread into a small bounded channel. Every
+//! Each scan streams the files again through `dg_contract::read_file`: each partition reads on
+//! its own thread into a small bounded channel, taking the scan's files one at a time from a
+//! shared queue (largest first), so that no partition idles while another still has a share
+//! of files to read. Every
 //! scan has its own de-duplication state, so a self-join sees each record once per side; only
 //! the first scan of each file records bad records and figures (see `Diagnostics::claim`).
 
 use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -60,28 +63,29 @@ impl ContractTable {
     pub fn files(&self) -> &[InputFile] {
         &self.files
     }
+}
 
-    /// Splits the files into at most `n` groups of similar total size.
-    fn groups(&self, n: usize) -> Vec<Vec<InputFile>> {
-        let n = n.clamp(1, self.files.len().max(1));
-        let mut groups: Vec<(u64, Vec<InputFile>)> = vec![(0, Vec::new()); n];
-        let mut by_size: Vec<&InputFile> = self.files.iter().collect();
-        by_size.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
-        for f in by_size {
-            let g = groups
-                .iter_mut()
-                .min_by_key(|(bytes, _)| *bytes)
-                .expect("n >= 1");
-            g.0 += f.size;
-            g.1.push(f.clone());
+/// The files of one scan, handed out largest first to whichever partition asks next. A
+/// partition that is done takes the next file instead of idling while another works through a
+/// fixed share (the time a file takes varies with its text, not only its size); the last files
+/// handed out are the smallest, so the partitions finish close together.
+struct FileQueue {
+    files: Vec<InputFile>,
+    next: AtomicUsize,
+}
+
+impl FileQueue {
+    fn new(files: &[InputFile]) -> Self {
+        let mut files = files.to_vec();
+        files.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
+        FileQueue {
+            files,
+            next: AtomicUsize::new(0),
         }
-        groups
-            .into_iter()
-            .map(|(_, mut files)| {
-                files.sort_by(|a, b| a.path.cmp(&b.path));
-                files
-            })
-            .collect()
+    }
+
+    fn take(&self) -> Option<&InputFile> {
+        self.files.get(self.next.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -103,14 +107,17 @@ impl TableProvider for ContractTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let dedup = Arc::new(Dedup::default());
-        let partitions: Vec<Arc<dyn PartitionStream>> = self
-            .groups(state.config().target_partitions())
-            .into_iter()
-            .map(|files| {
+        let queue = Arc::new(FileQueue::new(&self.files));
+        let n = state
+            .config()
+            .target_partitions()
+            .clamp(1, self.files.len().max(1));
+        let partitions: Vec<Arc<dyn PartitionStream>> = (0..n)
+            .map(|_| {
                 Arc::new(FileGroup {
                     table: self.table,
                     schema: self.table.schema(),
-                    files,
+                    queue: queue.clone(),
                     opts: self.opts.clone(),
                     diag: self.diag.clone(),
                     dedup: dedup.clone(),
@@ -128,11 +135,11 @@ impl TableProvider for ContractTable {
     }
 }
 
-/// One partition of a scan: files read in order on a dedicated thread.
+/// One partition of a scan: files taken from the scan's queue and read on a dedicated thread.
 struct FileGroup {
     table: Table,
     schema: SchemaRef,
-    files: Vec<InputFile>,
+    queue: Arc<FileQueue>,
     opts: ReadOptions,
     diag: Arc<Diagnostics>,
     dedup: Arc<Dedup>,
@@ -142,10 +149,7 @@ impl fmt::Debug for FileGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileGroup")
             .field("table", &self.table)
-            .field(
-                "files",
-                &self.files.iter().map(|f| &f.path).collect::<Vec<_>>(),
-            )
+            .field("files", &self.queue.files.len())
             .finish()
     }
 }
@@ -158,9 +162,9 @@ impl PartitionStream for FileGroup {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (tx, rx) =
             tokio::sync::mpsc::channel::<Result<arrow::record_batch::RecordBatch>>(CHANNEL_DEPTH);
-        let (table, files, opts, diag, dedup) = (
+        let (table, queue, opts, diag, dedup) = (
             self.table,
-            self.files.clone(),
+            self.queue.clone(),
             self.opts.clone(),
             self.diag.clone(),
             self.dedup.clone(),
@@ -169,7 +173,7 @@ impl PartitionStream for FileGroup {
         let spawned = std::thread::Builder::new()
             .name(format!("dg-read-{table}"))
             .spawn(move || {
-                for f in &files {
+                while let Some(f) = queue.take() {
                     let result = read_file(table, f, &opts, &diag, &dedup, &mut |batch| {
                         if tx.blocking_send(Ok(batch)).is_err() {
                             ControlFlow::Break(())
