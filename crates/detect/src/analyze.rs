@@ -180,10 +180,9 @@ const WRITTEN_FEATURE_COLUMNS: [&str; 6] = [
 
 /// How `exchange_features` is written: LZ4 like the simulator's files (Zstandard, DataFusion's
 /// default, cost a tenth of the whole run to compress a table that is read by analysts only),
-/// dictionaries only for the columns with few distinct values (accounts, keys, models,
-/// countries, client fingerprints) — building one for (almost) unique values is wasted work —
-/// and no min/max statistics for the columns of (almost) unique text, whose ranges prune
-/// nothing.
+/// dictionaries only for the columns with few distinct values (accounts, models) — building
+/// one for (almost) unique values is wasted work — and no min/max statistics for the columns
+/// of (almost) unique text, whose ranges prune nothing.
 fn feature_table_properties() -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
