@@ -3,8 +3,9 @@
 //!
 //! 1. **Features and profiles** — `exchanges` → `dg_exchange_features` (scalar UDF) → a
 //!    [`TeeTable`] that writes every batch to `DIR/exchange_features/` (Parquet, narrow: the
-//!    request id, account, time, model, features and redacted snippet; no prompt text) → `GROUP BY account_id` with `dg_account_profile` (UDAF, mergeable partial
-//!    states) → one profile per account. The exchanges are read once.
+//!    request id, account, time, model, features and redacted snippet; no prompt text) →
+//!    `GROUP BY account_id` with `dg_account_profile` (UDAF, mergeable partial states) → one
+//!    profile per account. The exchanges are read once.
 //! 2. **Traits, links, verdicts** — per account, then over the account graph.
 //! 3. **Outputs** — `accounts.csv`, `campaigns.json`, `account_features.parquet`,
 //!    `lookalikes.json`, `summary.json`.

@@ -3,9 +3,9 @@
 //! Each scan streams the files again through `dg_contract::read_file`: each partition reads on
 //! its own thread into a small bounded channel, taking the scan's files one at a time from a
 //! shared queue (largest first), so that no partition idles while another still has a share
-//! of files to read. Every
-//! scan has its own de-duplication state, so a self-join sees each record once per side; only
-//! the first scan of each file records bad records and figures (see `Diagnostics::claim`).
+//! of files to read. Every scan has its own de-duplication state, so a self-join sees each
+//! record once per side; only the first scan of each file records bad records and figures
+//! (see `Diagnostics::claim`).
 
 use std::fmt;
 use std::ops::ControlFlow;
