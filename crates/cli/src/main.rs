@@ -20,6 +20,7 @@ use crate::args::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    quiet_caught_decoder_panics();
     if matches!(
         cli.command,
         Command::Check(_) | Command::Sql(_) | Command::Analyze(_) | Command::Demo(_)
@@ -81,6 +82,21 @@ fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
+
+/// A damaged Parquet page can make the `parquet` crate's decoders panic; `dg_contract` turns
+/// that into an error naming the file, carrying the panic's message. The default hook would
+/// first print the panic itself, which reads like a crash: such panics go to the debug log
+/// instead, every other one to the default hook.
+fn quiet_caught_decoder_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if dg_contract::in_guarded_decode() {
+            tracing::debug!("caught in the Parquet decoder: {info}");
+        } else {
+            default(info);
+        }
+    }));
+}
 
 /// A reader such as `head` closing our output early is not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -164,6 +164,57 @@ fn check_gives_one_line_errors_for_unreadable_input() {
 }
 
 #[test]
+fn a_damaged_page_that_trips_the_parquet_decoder_is_one_clean_error() {
+    use dg_contract::{Diagnostics, ReadOptions, Table};
+    // The example as Zstandard Parquet (no page checksum), then single-bit flips until one
+    // decompresses cleanly into values that make the `parquet` crate's decoder panic.
+    let dir = tempfile::tempdir().unwrap();
+    let read = |path: &Path| {
+        let diag = Diagnostics::new(dir.path().join("q.jsonl"));
+        let files = dg_contract::discover(path).unwrap();
+        dg_contract::read_table(Table::Exchanges, &files, &ReadOptions::default(), &diag)
+    };
+    let batches = read(&example("exchanges.jsonl")).unwrap();
+    let clean = dir.path().join("clean.parquet");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&clean).unwrap(),
+        batches[0].schema(),
+        Some(props),
+    )
+    .unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    let bytes = std::fs::read(&clean).unwrap();
+    let meta_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let pages_end = bytes.len() - 8 - meta_len as usize;
+    let bad = dir.path().join("bad.parquet");
+    let mut x = 0x2545_F491_4F6C_DD1D_u64;
+    let found = (0..3000).any(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut damaged = bytes.clone();
+        damaged[4 + (x as usize) % (pages_end - 4)] ^= 1 << ((x >> 32) % 8);
+        std::fs::write(&bad, &damaged).unwrap();
+        read(&bad).is_err_and(|e| e.to_string().contains("the decoder failed"))
+    });
+    assert!(found, "no single-bit flip tripped the decoder");
+    assert!(!dg_contract::in_guarded_decode());
+    // The binary reports it as one error naming the file, and prints no panic (`run` checks).
+    let (ok, _, err) = run(bin().arg("check").arg("--exchanges").arg(&bad));
+    assert!(!ok);
+    assert!(
+        err.contains("bad.parquet") && err.contains("the decoder failed ("),
+        "{err}"
+    );
+}
+
+#[test]
 fn sql_queries_the_registered_tables() {
     let (ok, out, err) = run(bin()
         .args([

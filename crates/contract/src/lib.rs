@@ -18,7 +18,7 @@ mod jsonl;
 pub use jsonl::RecordParser;
 mod pages;
 mod parquet_in;
-pub use parquet_in::{BadRow, check_batch};
+pub use parquet_in::{BadRow, check_batch, in_guarded_decode};
 pub mod read;
 pub mod schema;
 pub mod source;

@@ -219,14 +219,13 @@ pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
             // The `parquet` crate's value decoders can panic on damaged pages that decompress
             // without error (Zstandard and Snappy carry no checksum): a damaged file is an
             // error naming it, never a crash.
-            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next()));
-            let batch = match next {
+            let batch = match guarded_decode(|| reader.next()) {
                 Ok(None) => break,
                 Ok(Some(batch)) => batch.map_err(|e| corrupt(r, e))?,
-                Err(_) => {
+                Err(panic) => {
                     return Err(corrupt(
                         r,
-                        format!("damaged data in row group {rg}: the decoder failed"),
+                        format!("damaged data in row group {rg}: the decoder failed ({panic})"),
                     ));
                 }
             };
@@ -240,6 +239,31 @@ pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
             .add_bytes_read(meta.metadata().row_group(rg).compressed_size().max(0) as u64);
     }
     Ok(())
+}
+
+thread_local! {
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside a Parquet decode whose panics become errors (a damaged page
+/// that the `parquet` crate's decoders trip over). A program's panic hook can stay quiet for
+/// these: the error that follows names the file and carries the panic's message.
+pub fn in_guarded_decode() -> bool {
+    GUARDED.get()
+}
+
+/// Runs `f`; a panic becomes `Err` with its message.
+fn guarded_decode<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    GUARDED.set(true);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.set(false);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic without a message".into())
+    })
 }
 
 /// Converts one Parquet batch to the table schema, quarantines bad rows, delivers the rest.
