@@ -297,22 +297,26 @@ mod tests {
         xs
     }
 
-    #[tokio::test]
-    async fn an_aggregate_over_the_tee_sees_every_row_and_the_files_hold_them_all() {
-        let ctx = session().await;
-        let dir = tempfile::tempdir().unwrap();
-        let plan = ctx
-            .sql("SELECT account, x * 2 AS x FROM numbers")
+    async fn plan_of(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+        ctx.sql(sql)
             .await
             .unwrap()
             .create_physical_plan()
             .await
-            .unwrap();
-        let tee = TeeTable::new(
-            plan,
-            dir.path().to_path_buf(),
-            WriterProperties::builder().build(),
-        );
+            .unwrap()
+    }
+
+    /// A tee of `plan` into `dir`, with the writer's default properties.
+    fn tee_into(plan: Arc<dyn ExecutionPlan>, dir: &std::path::Path) -> TeeTable {
+        TeeTable::new(plan, dir.to_path_buf(), WriterProperties::builder().build())
+    }
+
+    #[tokio::test]
+    async fn an_aggregate_over_the_tee_sees_every_row_and_the_files_hold_them_all() {
+        let ctx = session().await;
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan_of(&ctx, "SELECT account, x * 2 AS x FROM numbers").await;
+        let tee = tee_into(plan, dir.path());
         let files = tee.files();
         assert_eq!(files.len(), 3, "one file per partition of the inner plan");
         ctx.register_table("tee", Arc::new(tee)).unwrap();
@@ -335,20 +339,10 @@ mod tests {
     async fn only_the_chosen_columns_are_written_and_every_column_passes_on() {
         let ctx = session().await;
         let dir = tempfile::tempdir().unwrap();
-        let plan = ctx
-            .sql("SELECT account, x, x + 1 AS y FROM numbers")
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
+        let plan = plan_of(&ctx, "SELECT account, x, x + 1 AS y FROM numbers").await;
+        let tee = tee_into(plan.clone(), dir.path())
+            .writing(&["y", "x"])
             .unwrap();
-        let tee = TeeTable::new(
-            plan.clone(),
-            dir.path().to_path_buf(),
-            WriterProperties::builder().build(),
-        )
-        .writing(&["y", "x"])
-        .unwrap();
         let files = tee.files();
         ctx.register_table("tee", Arc::new(tee)).unwrap();
         let batches = ctx
@@ -376,31 +370,16 @@ mod tests {
         // Column 1 of the written files is `x`.
         assert_eq!(read_back(&files), (0..4000).collect::<Vec<_>>());
 
-        let unknown = TeeTable::new(
-            plan,
-            dir.path().to_path_buf(),
-            WriterProperties::builder().build(),
-        )
-        .writing(&["x", "nope"]);
+        let unknown = tee_into(plan, dir.path()).writing(&["x", "nope"]);
         assert!(unknown.unwrap_err().to_string().contains("nope"));
     }
 
     #[tokio::test]
     async fn a_limit_is_refused_and_an_unwritable_directory_is_an_error() {
         let ctx = session().await;
-        let plan = ctx
-            .sql("SELECT * FROM numbers")
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+        let plan = plan_of(&ctx, "SELECT * FROM numbers").await;
         let dir = tempfile::tempdir().unwrap();
-        let tee = TeeTable::new(
-            plan.clone(),
-            dir.path().to_path_buf(),
-            WriterProperties::builder().build(),
-        );
+        let tee = tee_into(plan.clone(), dir.path());
         ctx.register_table("tee", Arc::new(tee)).unwrap();
         let limited = ctx
             .sql("SELECT * FROM tee LIMIT 3")
@@ -411,7 +390,7 @@ mod tests {
         assert!(limited.unwrap_err().to_string().contains("LIMIT"));
 
         let missing = dir.path().join("no/such/dir");
-        let tee = TeeTable::new(plan, missing, WriterProperties::builder().build());
+        let tee = tee_into(plan, &missing);
         ctx.register_table("broken", Arc::new(tee)).unwrap();
         let err = ctx
             .sql("SELECT count(*) FROM broken")
