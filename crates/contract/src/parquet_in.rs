@@ -367,11 +367,13 @@ fn convert_column(
             _ => a,
         }
     };
-    if required {
-        for i in 0..n {
-            if a.is_null(i) {
-                note(problems, i, missing(name));
-            }
+    if required && let Some(nulls) = a.nulls().filter(|m| m.null_count() > 0) {
+        for i in nulls
+            .iter()
+            .enumerate()
+            .filter_map(|(i, valid)| (!valid).then_some(i))
+        {
+            note(problems, i, missing(name));
         }
     }
     let out: ArrayRef = match col.kind {
@@ -477,7 +479,9 @@ fn convert_column(
                     ..Default::default()
                 },
             )?;
-            for i in 0..n {
+            // A cast never makes a null valid: as many nulls as before means none is new.
+            let overflowed = cast_a.null_count() > a.null_count();
+            for i in (0..n).filter(|_| overflowed) {
                 if a.is_valid(i) && cast_a.is_null(i) {
                     note(
                         problems,
@@ -496,8 +500,12 @@ fn convert_column(
         Kind::TextList => {
             let list = cast(a, &target)?;
             let l = list.as_list::<i32>();
-            for i in 0..n {
-                if l.is_valid(i) && l.value(i).null_count() > 0 {
+            // A list with a null item: looked for only when the items hold a null at all.
+            let item_nulls = l.values().nulls().filter(|m| m.null_count() > 0);
+            for (i, w) in l.value_offsets().windows(2).enumerate() {
+                let Some(m) = item_nulls else { break };
+                let (lo, hi) = (w[0] as usize, w[1] as usize);
+                if l.is_valid(i) && m.slice(lo, hi - lo).null_count() > 0 {
                     note(
                         problems,
                         i,

@@ -654,6 +654,108 @@ fn bad_parquet_rows_are_quarantined_with_row_group_and_row() {
     assert_eq!(diag.report().bad_total(), 4);
 }
 
+/// Per-row checks of list and integer columns: a `tools` list holding a null and a token
+/// count beyond `u32` are quarantined with their reasons, at any position in a batch; the
+/// rows around them are kept.
+#[test]
+fn parquet_null_list_items_and_overflowing_counts_are_quarantined() {
+    use arrow::array::*;
+    let f = Fixture::new();
+    let n = 6;
+    let mut tools = ListBuilder::new(StringBuilder::new());
+    let mut messages = ListBuilder::new(StructBuilder::from_fields(
+        vec![
+            Field::new("role", DataType::Utf8, true),
+            Field::new("content", DataType::Utf8, true),
+        ],
+        n,
+    ));
+    for row in 0..n {
+        match row {
+            1 => {
+                tools.values().append_value("search");
+                tools.values().append_null();
+                tools.append(true);
+            }
+            3 => tools.append(false),
+            _ => {
+                tools.values().append_value("run");
+                tools.append(true);
+            }
+        }
+        let m = messages.values();
+        m.field_builder::<StringBuilder>(0)
+            .unwrap()
+            .append_value("user");
+        m.field_builder::<StringBuilder>(1)
+            .unwrap()
+            .append_value("hi");
+        m.append(true);
+        messages.append(true);
+    }
+    let (tools, messages) = (tools.finish(), messages.finish());
+    let ids: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+    let schema = Schema::new(vec![
+        Field::new("ts", DataType::Utf8, true),
+        Field::new("request_id", DataType::Utf8, true),
+        Field::new("account_id", DataType::Utf8, true),
+        Field::new("model", DataType::Utf8, true),
+        Field::new("client_ip", DataType::Utf8, true),
+        Field::new("messages", messages.data_type().clone(), true),
+        Field::new("tools", tools.data_type().clone(), true),
+        Field::new("input_tokens", DataType::Int64, true),
+        Field::new("output_tokens", DataType::Int64, true),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(vec!["2026-01-01T00:00:00Z"; n])),
+            Arc::new(StringArray::from(ids)),
+            Arc::new(StringArray::from(vec!["a1"; n])),
+            Arc::new(StringArray::from(vec!["m-1"; n])),
+            Arc::new(StringArray::from(vec!["192.0.2.1"; n])),
+            Arc::new(messages),
+            Arc::new(tools),
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5_000_000_000, 6])),
+            Arc::new(Int64Array::from(vec![
+                Some(1),
+                Some(2),
+                Some(3),
+                None,
+                Some(5),
+                Some(6),
+            ])),
+        ],
+    )
+    .unwrap();
+    let pq = write_parquet(&f, "exchanges.parquet", &batch);
+    let (b, _) = load_ok(&f, Table::Exchanges, &pq);
+    assert_eq!(
+        strings(&b, "request_id"),
+        vec![Some("r0".into()), Some("r2".into()), Some("r5".into())]
+    );
+    let q = f.quarantine_lines();
+    let got: Vec<(u64, u64, &str, &str)> = q
+        .iter()
+        .map(|l| {
+            (
+                l["row_group"].as_u64().unwrap(),
+                l["row"].as_u64().unwrap(),
+                l["reason"].as_str().unwrap(),
+                l["field"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, 1, "wrong_type", "tools"),
+            (1, 1, "missing_field", "output_tokens"),
+            (2, 0, "bad_value", "input_tokens"),
+        ]
+    );
+}
+
 #[test]
 fn parquet_column_of_the_wrong_type_is_one_clear_error() {
     use arrow::array::*;
