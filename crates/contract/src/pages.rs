@@ -20,7 +20,6 @@ use parquet::basic::{Compression, Encoding};
 use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
-use parquet::file::reader::ChunkReader;
 
 /// Whether every column chunk of row group `rg` among `leaves` (leaf column indices) is in a
 /// codec this module decompresses.
@@ -153,7 +152,7 @@ impl ChunkPages {
             }
             let mut want = HEADER_READ.min(remaining);
             let (h, len, read) = loop {
-                let bytes = self.file.get_bytes(self.pos, want as usize)?;
+                let bytes = read_at(&self.file, self.pos, want as usize)?;
                 match Header::parse(&bytes) {
                     Ok((h, len)) => break (h, len as u64, bytes),
                     Err(_) if want < remaining => want = (want * 16).min(remaining),
@@ -269,7 +268,7 @@ impl PageReader for ChunkPages {
         let body = if end <= read.len() {
             read.slice(start..end)
         } else {
-            self.file.get_bytes(self.pos + len, h.compressed as usize)?
+            read_at(&self.file, self.pos + len, h.compressed as usize)?
         };
         self.pos += len + u64::from(h.compressed);
         let buf = self.decompress(&h, body)?;
@@ -390,6 +389,52 @@ fn lz4_block(input: &[u8], size: usize) -> Result<Vec<u8>> {
     // SAFETY: the decoder initialised exactly `size` bytes.
     unsafe { out.set_len(size) };
     Ok(out)
+}
+
+/// Reads `len` bytes at `pos` with `pread`, into new, uninitialised memory: one system call
+/// per page, where the `parquet` crate's `ChunkReader::get_bytes` for a `File` duplicates the
+/// descriptor, seeks, reads and closes the duplicate.
+#[cfg(unix)]
+fn read_at(file: &File, pos: u64, len: usize) -> Result<Bytes> {
+    use std::os::fd::AsRawFd;
+    let mut buf = Vec::<u8>::with_capacity(len);
+    let mut done = 0;
+    while done < len {
+        let at = libc::off_t::try_from(pos + done as u64)
+            .map_err(|_| general(format!("offset {pos} is beyond what the system can read")))?;
+        // SAFETY: `pread` writes at most `len - done` bytes, into the vector's capacity from
+        // `done` on; the descriptor is open for as long as `file` lives.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(done).cast(),
+                len - done,
+                at,
+            )
+        };
+        match n {
+            n if n > 0 => done += n as usize,
+            0 => {
+                return Err(ParquetError::EOF(format!(
+                    "expected {len} bytes at {pos}, the file ends after {done}"
+                )));
+            }
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(general(format!("reading {len} bytes at {pos}: {e}")));
+                }
+            }
+        }
+    }
+    // SAFETY: `pread` initialised all `len` bytes.
+    unsafe { buf.set_len(len) };
+    Ok(Bytes::from(buf))
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &File, pos: u64, len: usize) -> Result<Bytes> {
+    parquet::file::reader::ChunkReader::get_bytes(file, pos, len)
 }
 
 fn general(msg: String) -> ParquetError {

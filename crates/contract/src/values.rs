@@ -100,7 +100,7 @@ impl<const N: usize> std::fmt::Write for StackText<N> {
 /// sign or space), which are also its canonical form. One pass over the bytes: addresses
 /// are checked on every row of every file, and the standard parser's general machinery
 /// cost about 1% of an `analyze` run.
-fn is_dotted_quad(b: &[u8]) -> bool {
+pub fn is_dotted_quad(b: &[u8]) -> bool {
     if b.len() < 7 || b.len() > 15 {
         return false;
     }

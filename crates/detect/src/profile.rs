@@ -175,16 +175,23 @@ pub fn with_prefix<R>(ip: &str, f: impl FnOnce(&str) -> R) -> R {
     use std::fmt::Write;
     // Long enough for `ffff:ffff:ffff::/48`.
     let mut buf = dg_contract::values::StackText::<24>::default();
+    // A canonical dotted quad (no leading zeros; what `dg_contract::values::canonical_ip`
+    // keeps, checked without the general parser): the /24 is the text up to its last dot,
+    // no formatting.
+    let v4_prefix = |buf: &mut dg_contract::values::StackText<24>| match ip.rfind('.') {
+        Some(dot) => buf
+            .write_str(&ip[..dot])
+            .and_then(|()| buf.write_str(".0/24")),
+        None => Err(std::fmt::Error),
+    };
+    if dg_contract::values::is_dotted_quad(ip.as_bytes()) {
+        return match v4_prefix(&mut buf) {
+            Ok(()) => f(buf.as_str()),
+            Err(_) => f(ip),
+        };
+    }
     let written = match ip.parse::<IpAddr>() {
-        // The parser takes only canonical dotted quads (no leading zeros; see
-        // `dg_contract::values::canonical_ip`), so the /24 is the text up to its last dot:
-        // no formatting.
-        Ok(IpAddr::V4(_)) => match ip.rfind('.') {
-            Some(dot) => buf
-                .write_str(&ip[..dot])
-                .and_then(|()| buf.write_str(".0/24")),
-            None => return f(ip),
-        },
+        Ok(IpAddr::V4(_)) => v4_prefix(&mut buf),
         Ok(IpAddr::V6(v6)) => {
             let s = v6.segments();
             write!(buf, "{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
