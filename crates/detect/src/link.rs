@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use crate::config::LinkConfig;
-use crate::profile::{Profile, prefix_of};
+use crate::profile::{Profile, with_prefix};
 use crate::traits::AccountFacts;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,38 +132,95 @@ impl UnionFind {
 }
 
 /// Values an account carries, per kind.
-fn values_of(p: &Profile, f: &AccountFacts, c: &LinkConfig, mut push: impl FnMut(Kind, String)) {
+fn values_of(p: &Profile, f: &AccountFacts, c: &LinkConfig, mut push: impl FnMut(Kind, &str)) {
+    use std::fmt::Write;
     for e in p.ips.entries() {
-        push(Kind::Address, e.value.clone());
+        push(Kind::Address, &e.value);
     }
     for e in p.prefixes.entries() {
-        push(Kind::Prefix, e.value.clone());
+        push(Kind::Prefix, &e.value);
     }
+    // Fingerprints are written as 16 hex digits, on the stack: most are looked up, not kept.
+    let mut hex = |kind: Kind, v: u64| {
+        let mut buf = dg_contract::values::StackText::<16>::default();
+        let _ = write!(buf, "{v:016x}");
+        push(kind, buf.as_str());
+    };
     for e in p.clients.entries() {
-        push(Kind::Client, format!("{:016x}", e.value));
+        hex(Kind::Client, e.value);
     }
     for e in p.systems.entries() {
-        push(Kind::SystemPrompt, format!("{:016x}", e.value));
+        hex(Kind::SystemPrompt, e.value);
     }
     for e in p.templates.entries() {
         // A template counts as the account's own only when it is used repeatedly.
         if e.count >= 2 {
-            push(Kind::Template, format!("{:016x}", e.value));
+            hex(Kind::Template, e.value);
         }
     }
     if let Some(pay) = &f.payment {
-        push(Kind::Payment, pay.clone());
+        push(Kind::Payment, pay);
     }
     if let Some(d) = &f.email_domain {
-        push(Kind::EmailDomain, d.to_ascii_lowercase());
+        push(Kind::EmailDomain, &d.to_ascii_lowercase());
     }
     if let Some(ip) = &f.signup_ip {
-        push(Kind::SignupAddress, ip.clone());
-        push(Kind::Prefix, prefix_of(ip));
+        push(Kind::SignupAddress, ip);
+        with_prefix(ip, |p| push(Kind::Prefix, p));
     }
     if let Some(t) = f.created_at {
         let w = c.signup_burst_minutes.max(1) * 60_000_000;
-        push(Kind::SignupBurst, format!("{}", t.div_euclid(w)));
+        push(Kind::SignupBurst, &t.div_euclid(w).to_string());
+    }
+}
+
+/// Indicator ids by (kind, value), without a copy of the value per lookup: keyed by a 64-bit
+/// hash of the value, checked against the indicator's own value; the values of a (never yet
+/// seen) hash collision go to an exact map.
+struct IndicatorIds<S = foldhash::quality::FixedState> {
+    hasher: S,
+    by_hash: HashMap<(Kind, u64), u32, foldhash::fast::RandomState>,
+    collided: HashMap<(Kind, String), u32>,
+}
+
+impl IndicatorIds {
+    fn new() -> Self {
+        IndicatorIds::with_hasher(foldhash::quality::FixedState::with_seed(0x6c69_6e6b))
+    }
+}
+
+impl<S: std::hash::BuildHasher> IndicatorIds<S> {
+    fn with_hasher(hasher: S) -> Self {
+        IndicatorIds {
+            hasher,
+            by_hash: HashMap::default(),
+            collided: HashMap::new(),
+        }
+    }
+
+    /// The id of `(kind, value)` among `indicators`, a new indicator if there is none.
+    fn id(&mut self, indicators: &mut Vec<Indicator>, kind: Kind, value: &str) -> u32 {
+        use std::collections::hash_map::Entry;
+        let next = indicators.len() as u32;
+        let add = |indicators: &mut Vec<Indicator>| {
+            indicators.push(Indicator {
+                kind,
+                value: value.to_string(),
+                accounts: Vec::new(),
+                rarity: 0.0,
+                infrastructure: false,
+                campaign_wide: false,
+            });
+            next
+        };
+        match self.by_hash.entry((kind, self.hasher.hash_one(value))) {
+            Entry::Vacant(v) => *v.insert(add(indicators)),
+            Entry::Occupied(o) if indicators[*o.get() as usize].value == value => *o.get(),
+            Entry::Occupied(_) => match self.collided.entry((kind, value.to_string())) {
+                Entry::Occupied(o) => *o.get(),
+                Entry::Vacant(v) => *v.insert(add(indicators)),
+            },
+        }
     }
 }
 
@@ -179,22 +236,11 @@ pub fn link(
     let n = profiles.len();
     // Fast hashing: both maps are only looked up or drained into a sorted list, never walked
     // in their own order, so the result does not depend on the hasher.
-    let mut ids: HashMap<(Kind, String), u32, foldhash::fast::RandomState> = HashMap::default();
+    let mut ids = IndicatorIds::new();
     let mut indicators: Vec<Indicator> = Vec::new();
     for (a, (p, f)) in profiles.iter().zip(facts).enumerate() {
         values_of(p, f, c, |kind, value| {
-            let next = indicators.len() as u32;
-            let id = *ids.entry((kind, value.clone())).or_insert(next);
-            if id == next {
-                indicators.push(Indicator {
-                    kind,
-                    value,
-                    accounts: Vec::new(),
-                    rarity: 0.0,
-                    infrastructure: false,
-                    campaign_wide: false,
-                });
-            }
+            let id = ids.id(&mut indicators, kind, value);
             let acc = &mut indicators[id as usize].accounts;
             if acc.last() != Some(&(a as u32)) {
                 acc.push(a as u32);
@@ -468,6 +514,47 @@ pub const MAX_EDGE_SAMPLE: usize = 600;
 mod tests {
     use super::*;
     use crate::profile::Row;
+
+    /// Every value hashes alike: each lookup past the first is a collision.
+    #[derive(Clone, Default)]
+    struct Colliding;
+    impl std::hash::BuildHasher for Colliding {
+        type Hasher = ConstHasher;
+        fn build_hasher(&self) -> ConstHasher {
+            ConstHasher
+        }
+    }
+    struct ConstHasher;
+    impl std::hash::Hasher for ConstHasher {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn indicator_ids_are_exact_even_when_hashes_collide() {
+        let values = [
+            (Kind::Address, "10.0.0.1"),
+            (Kind::Address, "10.0.0.2"),
+            (Kind::Prefix, "10.0.0.1"),
+            (Kind::Address, "10.0.0.3"),
+        ];
+        let mut plain = IndicatorIds::new();
+        let mut colliding = IndicatorIds::with_hasher(Colliding);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for round in 0..3 {
+            for (i, &(kind, v)) in values.iter().enumerate() {
+                assert_eq!(plain.id(&mut a, kind, v), i as u32, "round {round}");
+                assert_eq!(colliding.id(&mut b, kind, v), i as u32, "round {round}");
+            }
+        }
+        assert_eq!(a.len(), values.len());
+        assert_eq!(b.len(), values.len());
+        for (ind, &(kind, v)) in b.iter().zip(&values) {
+            assert_eq!((ind.kind, ind.value.as_str()), (kind, v));
+        }
+    }
 
     fn account(ips: &[&str], hours: &[i64]) -> Profile {
         let mut p = Profile::default();
