@@ -407,6 +407,11 @@ fn has_scale(text: &str, non_ascii: bool) -> bool {
         })
 }
 
+/// The searcher for "image", built once: `str::contains` sets up a new one for every prompt,
+/// which cost more than the search itself on short prompts.
+static IMAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("image"));
+
 impl Shape {
     /// Line by line, one table-driven pass over the bytes that also finds the line ends; only
     /// lines with non-ASCII characters are decoded (for their scripts).
@@ -483,7 +488,7 @@ impl Shape {
             quoted = quoted.max(non_ascii_quoted_chars(text));
         }
         s.delimited = s.delimited.max(quoted);
-        s.image = text.contains("image")
+        s.image = IMAGE.find(bytes).is_some()
             && (text.contains("data:image/") || text.contains("<image") || text.contains("[image"));
         s
     }
@@ -1014,6 +1019,21 @@ mod tests {
         // Empty lines count, the last one included.
         assert_eq!((Shape::of("").lines, Shape::of("a\n").lines), (1, 2));
         assert_eq!(Shape::of("a\n\nb").lines, 3);
+    }
+
+    #[test]
+    fn images_are_attachments_not_the_word() {
+        for (text, image) in [
+            ("describe [image: chart.png] briefly", true),
+            ("<image>\nwhat is shown?", true),
+            ("data:image/png;base64,iVBORw0KGgo=", true),
+            ("draw an image of a cat", false),
+            ("[IMAGE: caps are not an attachment marker]", false),
+            ("images [ image", false),
+            ("", false),
+        ] {
+            assert_eq!(Shape::of(text).image, image, "{text:?}");
+        }
     }
 
     #[test]
