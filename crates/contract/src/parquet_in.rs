@@ -479,9 +479,14 @@ fn convert_column(
                     ..Default::default()
                 },
             )?;
-            // A cast never makes a null valid: as many nulls as before means none is new.
-            let overflowed = cast_a.null_count() > a.null_count();
-            for i in (0..n).filter(|_| overflowed) {
+            // A cast never makes a null valid: as many nulls as before means none is new, and
+            // no row needs looking at.
+            let rows = if cast_a.null_count() > a.null_count() {
+                0..n
+            } else {
+                0..0
+            };
+            for i in rows {
                 if a.is_valid(i) && cast_a.is_null(i) {
                     note(
                         problems,
@@ -501,20 +506,20 @@ fn convert_column(
             let list = cast(a, &target)?;
             let l = list.as_list::<i32>();
             // A list with a null item: looked for only when the items hold a null at all.
-            let item_nulls = l.values().nulls().filter(|m| m.null_count() > 0);
-            for (i, w) in l.value_offsets().windows(2).enumerate() {
-                let Some(m) = item_nulls else { break };
-                let (lo, hi) = (w[0] as usize, w[1] as usize);
-                if l.is_valid(i) && m.slice(lo, hi - lo).null_count() > 0 {
-                    note(
-                        problems,
-                        i,
-                        Problem::new(
-                            name,
-                            BadReason::WrongType,
-                            "list holds a null instead of a string",
-                        ),
-                    );
+            if let Some(m) = l.values().nulls().filter(|m| m.null_count() > 0) {
+                for (i, w) in l.value_offsets().windows(2).enumerate() {
+                    let (lo, hi) = (w[0] as usize, w[1] as usize);
+                    if l.is_valid(i) && m.slice(lo, hi - lo).null_count() > 0 {
+                        note(
+                            problems,
+                            i,
+                            Problem::new(
+                                name,
+                                BadReason::WrongType,
+                                "list holds a null instead of a string",
+                            ),
+                        );
+                    }
                 }
             }
             list

@@ -7,7 +7,7 @@
 //! DataFusion's partial/final aggregation — across machines. Only account-level state is held;
 //! the exchanges stream past.
 
-use std::net::IpAddr;
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -175,28 +175,22 @@ pub fn with_prefix<R>(ip: &str, f: impl FnOnce(&str) -> R) -> R {
     use std::fmt::Write;
     // Long enough for `ffff:ffff:ffff::/48`.
     let mut buf = dg_contract::values::StackText::<24>::default();
-    // A canonical dotted quad (no leading zeros; what `dg_contract::values::canonical_ip`
-    // keeps, checked without the general parser): the /24 is the text up to its last dot,
-    // no formatting.
-    let v4_prefix = |buf: &mut dg_contract::values::StackText<24>| match ip.rfind('.') {
-        Some(dot) => buf
-            .write_str(&ip[..dot])
-            .and_then(|()| buf.write_str(".0/24")),
-        None => Err(std::fmt::Error),
-    };
-    if dg_contract::values::is_dotted_quad(ip.as_bytes()) {
-        return match v4_prefix(&mut buf) {
-            Ok(()) => f(buf.as_str()),
-            Err(_) => f(ip),
-        };
-    }
-    let written = match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V4(_)) => v4_prefix(&mut buf),
-        Ok(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            write!(buf, "{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+    let written = if dg_contract::values::is_dotted_quad(ip.as_bytes()) {
+        // A canonical dotted quad (no leading zeros; what `dg_contract::values::canonical_ip`
+        // keeps, the same strings `Ipv4Addr` parses): the /24 is the text up to its last dot,
+        // no formatting.
+        ip.rfind('.').map_or(Err(std::fmt::Error), |dot| {
+            buf.write_str(&ip[..dot])
+                .and_then(|()| buf.write_str(".0/24"))
+        })
+    } else {
+        match ip.parse::<Ipv6Addr>() {
+            Ok(v6) => {
+                let s = v6.segments();
+                write!(buf, "{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+            Err(_) => return f(ip),
         }
-        Err(_) => return f(ip),
     };
     // Neither fails (a prefix is at most 19 ASCII bytes); the address itself is the fallback.
     match written {
