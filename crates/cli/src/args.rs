@@ -187,6 +187,11 @@ pub struct InputArgs {
     /// Rows per record batch.
     #[arg(long, value_name = "ROWS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
+
+    /// Bytes per record batch, roughly (of input for JSON Lines, of decoded columns for
+    /// Parquet): a batch is cut at this size even when it holds fewer than --batch-size rows.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_bytes: u64,
 }
 
 impl InputArgs {
@@ -212,9 +217,9 @@ impl InputArgs {
     pub fn read_options(&self) -> ReadOptions {
         ReadOptions {
             batch_size: self.batch_size as usize,
+            batch_bytes: usize::try_from(self.batch_bytes).unwrap_or(usize::MAX),
             max_line_bytes: self.max_line_bytes,
             strict: self.strict,
-            ..ReadOptions::default()
         }
     }
 }

@@ -81,7 +81,7 @@ impl fmt::Display for Location {
 }
 
 /// Figures of one table of a load.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TableReport {
     pub files: u64,
     pub bytes: u64,

@@ -26,6 +26,6 @@ pub mod values;
 
 pub use diag::{BadReason, Diagnostics, LoadReport, Location, TableReport};
 pub use error::IngestError;
-pub use read::{Dedup, ReadOptions, read_file, read_table};
+pub use read::{Dedup, ParquetBatches, ReadOptions, read_file, read_table};
 pub use schema::{Table, TableSpec};
 pub use source::{Compression, Format, InputFile, discover};

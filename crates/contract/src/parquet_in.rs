@@ -21,12 +21,12 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
 };
-use parquet::arrow::parquet_to_arrow_field_levels;
+use parquet::arrow::{FieldLevels, parquet_to_arrow_field_levels};
 
 use crate::diag::{BadReason, Location, Raw};
 use crate::error::IngestError;
 use crate::pages;
-use crate::read::FileReader;
+use crate::read::{FileReader, ReadOptions};
 use crate::schema::{ColumnSpec, Kind, Presence, ROLES, arrow_type, message_fields};
 use crate::values::{self, Problem};
 
@@ -141,86 +141,121 @@ fn corrupt(r: &FileReader<'_>, e: impl std::fmt::Display) -> IngestError {
 }
 
 pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
-    let path = r.path().to_path_buf();
-    let file = File::open(&path).map_err(|source| IngestError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
-        IngestError::Corrupt {
-            path: path.clone(),
-            detail: format!("not a readable Parquet file: {e}"),
-        }
-    })?;
-    let meta = with_view_hint(meta);
-    let spec = r.table.spec();
-    let file_schema = meta.schema().clone();
-    let mut roots = Vec::new();
-    for col in spec.columns {
-        match file_schema.index_of(col.name) {
-            Ok(i) => {
-                let dt = file_schema.field(i).data_type();
-                if !compatible(col.kind, dt) {
-                    return Err(IngestError::ColumnType {
-                        path,
-                        column: col.name.into(),
-                        found: dt.to_string(),
-                        expected: expected(col.kind).into(),
-                    });
-                }
-                roots.push(i);
-            }
-            Err(_) if col.presence == Presence::Required => {
-                return Err(IngestError::MissingColumn {
-                    path,
-                    column: col.name.into(),
-                });
-            }
-            Err(_) => {}
-        }
-    }
-    roots.sort_unstable();
-    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
-    let leaves: Vec<usize> = (0..meta.parquet_schema().num_columns())
-        .filter(|&i| mask.leaf_included(i))
-        .collect();
-    // The projected columns' Arrow types and levels, for row groups whose pages
-    // `crate::pages` reads.
-    let levels = parquet_to_arrow_field_levels(
-        meta.parquet_schema(),
-        mask.clone(),
-        Some(meta.schema().fields()),
-    )
-    .map_err(|e| corrupt(r, e))?;
-    let row_groups = meta.metadata().num_row_groups();
-    for rg in 0..row_groups {
-        let handle = file.try_clone().map_err(|source| IngestError::Io {
+    let mut cursor = ParquetCursor::open(r)?;
+    while cursor.step(r)?.is_continue() {}
+    Ok(())
+}
+
+/// A Parquet file being read one batch at a time: its checked layout and where the reading
+/// stands. Each [`ParquetCursor::step`] decodes one batch and hands its good rows on, so a
+/// caller can read on demand (the query engine decodes a batch and computes on it on the same
+/// core, while the text is still in cache) or in one loop ([`read_parquet`]).
+pub(crate) struct ParquetCursor {
+    file: File,
+    meta: ArrowReaderMetadata,
+    mask: ProjectionMask,
+    /// The projected leaf columns.
+    leaves: Vec<usize>,
+    /// The projected columns' Arrow types and levels, for row groups whose pages
+    /// `crate::pages` reads.
+    levels: FieldLevels,
+    /// The next row group to open.
+    next_row_group: usize,
+    /// The open row group: its index, its reader and the rows read from it so far.
+    current: Option<(usize, ParquetRecordBatchReader, usize)>,
+}
+
+impl ParquetCursor {
+    /// Opens the file and checks its columns against the table's contract.
+    pub(crate) fn open(r: &FileReader<'_>) -> Result<Self, IngestError> {
+        let path = r.path().to_path_buf();
+        let file = File::open(&path).map_err(|source| IngestError::Io {
             path: path.clone(),
             source,
         })?;
-        let mut reader = if pages::supported(meta.metadata(), rg, &leaves) {
-            let rows = meta.metadata().row_group(rg).num_rows().max(1) as usize;
-            ParquetRecordBatchReader::try_new_with_row_groups(
-                &levels,
-                &pages::RowGroupPages::new(handle, meta.metadata().clone(), rg),
-                r.opts.batch_size.min(rows),
-                None,
-            )
-        } else {
-            ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
-                .with_row_groups(vec![rg])
-                .with_projection(mask.clone())
-                .with_batch_size(r.opts.batch_size)
-                .build()
+        let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+            IngestError::Corrupt {
+                path: path.clone(),
+                detail: format!("not a readable Parquet file: {e}"),
+            }
+        })?;
+        let meta = with_view_hint(meta);
+        let spec = r.table.spec();
+        let file_schema = meta.schema().clone();
+        let mut roots = Vec::new();
+        for col in spec.columns {
+            match file_schema.index_of(col.name) {
+                Ok(i) => {
+                    let dt = file_schema.field(i).data_type();
+                    if !compatible(col.kind, dt) {
+                        return Err(IngestError::ColumnType {
+                            path,
+                            column: col.name.into(),
+                            found: dt.to_string(),
+                            expected: expected(col.kind).into(),
+                        });
+                    }
+                    roots.push(i);
+                }
+                Err(_) if col.presence == Presence::Required => {
+                    return Err(IngestError::MissingColumn {
+                        path,
+                        column: col.name.into(),
+                    });
+                }
+                Err(_) => {}
+            }
         }
+        roots.sort_unstable();
+        let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+        let leaves: Vec<usize> = (0..meta.parquet_schema().num_columns())
+            .filter(|&i| mask.leaf_included(i))
+            .collect();
+        let levels = parquet_to_arrow_field_levels(
+            meta.parquet_schema(),
+            mask.clone(),
+            Some(meta.schema().fields()),
+        )
         .map_err(|e| corrupt(r, e))?;
-        let mut base = 0usize;
+        Ok(ParquetCursor {
+            file,
+            meta,
+            mask,
+            leaves,
+            levels,
+            next_row_group: 0,
+            current: None,
+        })
+    }
+
+    /// Reads the next batch and hands its good rows to the reader's `emit` (none, when every
+    /// row of the batch is bad or a duplicate). `Break` once the file is done or `emit`
+    /// asked to stop.
+    pub(crate) fn step(&mut self, r: &mut FileReader<'_>) -> Result<ControlFlow<()>, IngestError> {
         loop {
+            if self.current.is_none() {
+                let rg = self.next_row_group;
+                if rg >= self.meta.metadata().num_row_groups() {
+                    return Ok(ControlFlow::Break(()));
+                }
+                self.next_row_group += 1;
+                self.current = Some((rg, self.row_group_reader(r, rg)?, 0));
+            }
+            let Some((rg, reader, base)) = self.current.as_mut() else {
+                unreachable!("a row group was just opened");
+            };
+            let rg = *rg;
             // The `parquet` crate's value decoders can panic on damaged pages that decompress
             // without error (Zstandard and Snappy carry no checksum): a damaged file is an
             // error naming it, never a crash.
             let batch = match guarded_decode(|| reader.next()) {
-                Ok(None) => break,
+                Ok(None) => {
+                    self.current = None;
+                    r.diag.add_bytes_read(
+                        self.meta.metadata().row_group(rg).compressed_size().max(0) as u64,
+                    );
+                    continue;
+                }
                 Ok(Some(batch)) => batch.map_err(|e| corrupt(r, e))?,
                 Err(panic) => {
                     return Err(corrupt(
@@ -229,16 +264,55 @@ pub(crate) fn read_parquet(r: &mut FileReader<'_>) -> Result<(), IngestError> {
                     ));
                 }
             };
-            let n = batch.num_rows();
-            if convert_batch(r, &batch, rg, base)?.is_break() {
-                return Ok(());
-            }
-            base += n;
+            let at = *base;
+            *base += batch.num_rows();
+            return convert_batch(r, &batch, rg, at);
         }
-        r.diag
-            .add_bytes_read(meta.metadata().row_group(rg).compressed_size().max(0) as u64);
     }
-    Ok(())
+
+    /// Rows per batch in row group `rg`: at most `batch_size`, and few enough that a batch
+    /// holds about `batch_bytes` of decoded data, judged by the projected columns'
+    /// uncompressed size in the file's metadata. A batch that fits in a core's cache is
+    /// still there when the query computes on it.
+    fn batch_rows(&self, rg: usize, opts: &ReadOptions) -> usize {
+        let group = self.meta.metadata().row_group(rg);
+        let rows = group.num_rows().max(1) as u128;
+        let bytes: u128 = self
+            .leaves
+            .iter()
+            .map(|&i| group.column(i).uncompressed_size().max(0) as u128)
+            .sum();
+        let by_bytes = (opts.batch_bytes as u128 * rows / bytes.max(1)).min(rows);
+        opts.batch_size.min(by_bytes as usize).max(1)
+    }
+
+    fn row_group_reader(
+        &self,
+        r: &FileReader<'_>,
+        rg: usize,
+    ) -> Result<ParquetRecordBatchReader, IngestError> {
+        let handle = self.file.try_clone().map_err(|source| IngestError::Io {
+            path: r.path().to_path_buf(),
+            source,
+        })?;
+        let meta = &self.meta;
+        let batch_rows = self.batch_rows(rg, r.opts);
+        if pages::supported(meta.metadata(), rg, &self.leaves) {
+            ParquetRecordBatchReader::try_new_with_row_groups(
+                &self.levels,
+                &pages::RowGroupPages::new(handle, meta.metadata().clone(), rg),
+                batch_rows,
+                None,
+            )
+        } else {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
+                .with_row_groups(vec![rg])
+                .with_projection(self.mask.clone())
+                .with_batch_size(batch_rows)
+                .build()
+        }
+        .map_err(|e| corrupt(r, e))
+    }
 }
 
 thread_local! {

@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::io::{self, BufReader, Read};
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, BooleanArray, StringArray};
 use arrow::compute::filter_record_batch;
@@ -17,6 +17,7 @@ use arrow::record_batch::RecordBatch;
 use crate::diag::{BadReason, Diagnostics, Location, Raw};
 use crate::error::IngestError;
 use crate::jsonl::{LineReader, Next, RowBuilder};
+use crate::parquet_in::ParquetCursor;
 use crate::schema::Table;
 use crate::source::{Compression, Format, InputFile};
 use crate::values::Problem;
@@ -26,8 +27,9 @@ use crate::values::Problem;
 pub struct ReadOptions {
     /// Rows per record batch.
     pub batch_size: usize,
-    /// A batch is also cut once its records reach this many bytes of input, so that one batch
-    /// of very long records stays small.
+    /// A batch is also cut once its records reach about this many bytes (of input for JSON
+    /// Lines, of decoded columns for Parquet), so that a batch of long records stays small
+    /// enough to stay in a core's cache between decoding and the query's first look at it.
     pub batch_bytes: usize,
     /// Longest accepted JSON Lines line, in bytes (SCHEMA.md default: 8 MiB).
     pub max_line_bytes: usize,
@@ -39,7 +41,7 @@ impl Default for ReadOptions {
     fn default() -> Self {
         ReadOptions {
             batch_size: 8192,
-            batch_bytes: 32 << 20,
+            batch_bytes: 4 << 20,
             max_line_bytes: 8 << 20,
             strict: false,
         }
@@ -215,6 +217,95 @@ pub fn read_file(
     match file.format {
         Format::Jsonl(c) => read_jsonl(&mut reader, c),
         Format::Parquet => crate::parquet_in::read_parquet(&mut reader),
+    }
+}
+
+/// The good, de-duplicated batches of one Parquet file, each decoded when it is asked for, on
+/// the asking thread: the pull counterpart of [`read_file`]. A query that computes on each
+/// batch right after decoding it does so while the batch's text is still in the core's
+/// cache. Bad records and figures go to `diag` exactly as with [`read_file`].
+pub struct ParquetBatches {
+    table: Table,
+    file: InputFile,
+    opts: ReadOptions,
+    diag: Arc<Diagnostics>,
+    dedup: Arc<Dedup>,
+    record: bool,
+    /// Opened on the first request, so that an unreadable file is an item, not a panic.
+    cursor: Option<ParquetCursor>,
+    done: bool,
+}
+
+impl ParquetBatches {
+    /// `None` when `file` is not Parquet (those are read with [`read_file`]).
+    pub fn new(
+        table: Table,
+        file: &InputFile,
+        opts: &ReadOptions,
+        diag: Arc<Diagnostics>,
+        dedup: Arc<Dedup>,
+    ) -> Option<Self> {
+        if file.format != Format::Parquet {
+            return None;
+        }
+        let record = diag.claim(table, &file.path);
+        if record {
+            diag.add_file(table, file.size);
+        }
+        Some(ParquetBatches {
+            table,
+            file: file.clone(),
+            opts: opts.clone(),
+            diag,
+            dedup,
+            record,
+            cursor: None,
+            done: false,
+        })
+    }
+
+    /// Decodes one batch of the file into `out` (nothing when all its rows were bad or
+    /// duplicates); `Break` once the file is done.
+    fn step(&mut self, out: &mut Option<RecordBatch>) -> Result<ControlFlow<()>, IngestError> {
+        let mut emit = |batch| {
+            *out = Some(batch);
+            ControlFlow::Continue(())
+        };
+        let mut r = FileReader {
+            table: self.table,
+            file: &self.file,
+            opts: &self.opts,
+            diag: &self.diag,
+            dedup: &self.dedup,
+            record: self.record,
+            emit: &mut emit,
+        };
+        let cursor = match self.cursor.take() {
+            Some(c) => c,
+            None => ParquetCursor::open(&r)?,
+        };
+        self.cursor.insert(cursor).step(&mut r)
+    }
+}
+
+impl Iterator for ParquetBatches {
+    type Item = Result<RecordBatch, IngestError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let mut out = None;
+            match self.step(&mut out) {
+                Ok(flow) => self.done = flow.is_break(),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+            if let Some(batch) = out {
+                return Some(Ok(batch));
+            }
+        }
+        None
     }
 }
 

@@ -850,3 +850,167 @@ fn a_second_scan_records_nothing_twice() {
     assert_eq!((r.tables[&Table::Exchanges].rows, r.bad_total()), (1, 1));
     assert_eq!(f.quarantine_lines().len(), 1);
 }
+
+/// Ten thousand exchanges, each with its own request id, in one Parquet file of row groups
+/// of `rows_per_group` rows.
+fn many_exchanges_parquet(f: &Fixture, rows_per_group: usize) -> (PathBuf, usize) {
+    let line = GOOD.lines().nth(1).unwrap();
+    let mut data = String::new();
+    for i in 0..10_000 {
+        data.push_str(&line.replace("\"r2\"", &format!("\"r{i}\"")));
+        data.push('\n');
+    }
+    let jsonl = f.write("many.jsonl", data.as_bytes());
+    let (batch, _) = load_ok(f, Table::Exchanges, &jsonl);
+    let p = f.path("many.parquet");
+    let file = std::fs::File::create(&p).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows_per_group))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    (p, line.len())
+}
+
+#[test]
+fn parquet_batches_are_cut_by_bytes_as_well_as_rows() {
+    let f = Fixture::new();
+    let (p, _) = many_exchanges_parquet(&f, 5_000);
+    let files = discover(&p).unwrap();
+    let sizes = |opts: &ReadOptions| -> Vec<usize> {
+        read_table(
+            Table::Exchanges,
+            &files,
+            opts,
+            &Diagnostics::new(f.quarantine()),
+        )
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .collect()
+    };
+    let opts = ReadOptions {
+        batch_size: 1000,
+        ..ReadOptions::default()
+    };
+    assert_eq!(sizes(&opts), vec![1000; 10], "row limit");
+    // The decoded columns of one row are a few dozen bytes: a 4 KiB budget holds well under
+    // 1,000 of them.
+    let opts = ReadOptions {
+        batch_size: 1000,
+        batch_bytes: 4096,
+        ..ReadOptions::default()
+    };
+    let small = sizes(&opts);
+    assert_eq!(small.iter().sum::<usize>(), 10_000);
+    assert!(
+        small.len() > 20 && small.iter().all(|&n| (1..1000).contains(&n)),
+        "byte budget cuts batches: {small:?}"
+    );
+}
+
+/// The pull reader (one batch per request, on the caller's thread) gives the same rows, the
+/// same quarantine and the same figures as the push reader, duplicates and bad rows included.
+#[test]
+fn parquet_batches_on_demand_match_the_pushing_reader() {
+    use dg_contract::{Dedup, ParquetBatches, read_file};
+    use std::ops::ControlFlow;
+    let f = Fixture::new();
+    let (p, _) = many_exchanges_parquet(&f, 3_000);
+    // A second file: a duplicate of a row of the first, a new row and a bad one.
+    let (dup, _) = load_ok(&f, Table::Exchanges, &f.write("dup.jsonl", GOOD.as_bytes()));
+    let mut ips: Vec<String> = strings(&dup, "client_ip")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    ips[2] = "999.1.1.1".into();
+    let mut columns = dup.columns().to_vec();
+    columns[1] = Arc::new(arrow::array::StringArray::from(vec!["r1", "x7", "r3"]));
+    columns[5] = Arc::new(arrow::array::StringArray::from(ips));
+    let dup = RecordBatch::try_new(dup.schema(), columns).unwrap();
+    let q = write_parquet(&f, "more.parquet", &dup);
+    let files = [discover(&p).unwrap(), discover(&q).unwrap()].concat();
+    let opts = ReadOptions {
+        batch_size: 700,
+        ..ReadOptions::default()
+    };
+
+    let pushed_diag = Diagnostics::new(f.path("pushed.jsonl"));
+    let dedup = Dedup::default();
+    let mut pushed = Vec::new();
+    for file in &files {
+        read_file(
+            Table::Exchanges,
+            file,
+            &opts,
+            &pushed_diag,
+            &dedup,
+            &mut |b| {
+                pushed.push(b);
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+    }
+    pushed_diag.flush().unwrap();
+
+    let pulled_diag = Arc::new(Diagnostics::new(f.path("pulled.jsonl")));
+    let dedup = Arc::new(Dedup::default());
+    let mut pulled = Vec::new();
+    for file in &files {
+        let batches = ParquetBatches::new(
+            Table::Exchanges,
+            file,
+            &opts,
+            pulled_diag.clone(),
+            dedup.clone(),
+        )
+        .expect("a Parquet file");
+        for b in batches {
+            pulled.push(b.unwrap());
+        }
+    }
+    pulled_diag.flush().unwrap();
+
+    let schema = Table::Exchanges.schema();
+    let pushed_rows = concat_batches(&schema, &pushed).unwrap();
+    assert_eq!(
+        pushed_rows.num_rows(),
+        10_001,
+        "r1 is a duplicate, r3 is bad"
+    );
+    assert_eq!(concat_batches(&schema, &pulled).unwrap(), pushed_rows);
+    assert!(pulled.iter().all(|b| b.num_rows() <= 700));
+    let (a, b) = (pushed_diag.report(), pulled_diag.report());
+    assert_eq!(
+        (a.bad_total(), a.tables[&Table::Exchanges].duplicates),
+        (1, 1)
+    );
+    assert_eq!(a.tables, b.tables);
+    let lines = |name: &str| std::fs::read_to_string(f.path(name)).unwrap();
+    assert_eq!(lines("pushed.jsonl"), lines("pulled.jsonl"));
+    // A file that is not Parquet is left to the pushing reader.
+    let jsonl = discover(&f.path("dup.jsonl")).unwrap();
+    assert!(ParquetBatches::new(Table::Exchanges, &jsonl[0], &opts, pulled_diag, dedup).is_none());
+}
+
+/// An unreadable Parquet file is one error from the pull reader, then nothing.
+#[test]
+fn parquet_batches_on_demand_end_after_an_error() {
+    use dg_contract::{Dedup, ParquetBatches};
+    let f = Fixture::new();
+    let p = f.write("broken.parquet", b"PAR1 this is not a Parquet file PAR1");
+    let files = discover(&p).unwrap();
+    let mut batches = ParquetBatches::new(
+        Table::Exchanges,
+        &files[0],
+        &ReadOptions::default(),
+        Arc::new(Diagnostics::new(f.quarantine())),
+        Arc::new(Dedup::default()),
+    )
+    .unwrap();
+    let e = batches.next().unwrap().unwrap_err().to_string();
+    assert!(e.contains("broken.parquet"), "{e}");
+    assert!(batches.next().is_none());
+}

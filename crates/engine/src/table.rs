@@ -1,9 +1,11 @@
 //! A DataFusion table over the files of one contract table.
 //!
-//! Each scan streams the files again through `dg_contract::read_file`: each partition reads on
-//! its own thread into a small bounded channel, taking the scan's files one at a time from a
-//! shared queue (largest first), so that no partition idles while another still has a share
-//! of files to read. Every scan has its own de-duplication state, so a self-join sees each
+//! Each scan streams the files again: each partition takes the scan's files one at a time from
+//! a shared queue (largest first), so that no partition idles while another still has a share
+//! of files to read. A Parquet file is decoded a batch at a time as the query pulls
+//! (`dg_contract::ParquetBatches`), so the next operators work on the batch while it is in the
+//! cache of the core that decoded it; a JSON Lines file is parsed by `dg_contract::read_file`
+//! on a thread of its own into a small bounded channel. Every scan has its own de-duplication state, so a self-join sees each
 //! record once per side; only the first scan of each file records bad records and figures
 //! (see `Diagnostics::claim`).
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
@@ -23,9 +26,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use dg_contract::{Dedup, Diagnostics, InputFile, ReadOptions, Table, read_file};
+use dg_contract::{Dedup, Diagnostics, InputFile, ParquetBatches, ReadOptions, Table, read_file};
 
-/// Batches in flight per partition between the reading thread and the query.
+/// Batches in flight between a JSON Lines reading thread and the query.
 const CHANNEL_DEPTH: usize = 2;
 
 /// A contract table backed by files.
@@ -154,40 +157,80 @@ impl fmt::Debug for FileGroup {
     }
 }
 
-impl PartitionStream for FileGroup {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
+/// Where a partition's batches come from while it reads one file.
+enum Source {
+    /// A Parquet file, decoded a batch at a time on the thread that polls the stream: the
+    /// query's next operators (the features, the profile) then work on text that the decoder
+    /// has just brought into this core's cache.
+    Pull(Box<ParquetBatches>),
+    /// A JSON Lines file, parsed on a thread of its own into a small bounded channel.
+    Thread(tokio::sync::mpsc::Receiver<Result<RecordBatch>>),
+}
+
+/// The reading state of one partition: files taken from the scan's queue one at a time.
+struct PartitionReader {
+    table: Table,
+    queue: Arc<FileQueue>,
+    opts: ReadOptions,
+    diag: Arc<Diagnostics>,
+    dedup: Arc<Dedup>,
+    source: Option<Source>,
+    /// Set after an error: the partition reads nothing more.
+    stopped: bool,
+}
+
+impl PartitionReader {
+    async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        while !self.stopped {
+            let Some(source) = self.source.as_mut() else {
+                let file = self.queue.take()?.clone();
+                self.source = Some(self.open(file));
+                continue;
+            };
+            let item = match source {
+                Source::Pull(batches) => batches
+                    .next()
+                    .map(|r| r.map_err(|e| DataFusionError::External(Box::new(e)))),
+                Source::Thread(rx) => rx.recv().await,
+            };
+            match item {
+                Some(Ok(batch)) => return Some(Ok(batch)),
+                Some(Err(e)) => {
+                    self.stopped = true;
+                    self.source = None;
+                    return Some(Err(e));
+                }
+                None => self.source = None,
+            }
+        }
+        None
     }
 
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (tx, rx) =
-            tokio::sync::mpsc::channel::<Result<arrow::record_batch::RecordBatch>>(CHANNEL_DEPTH);
-        let (table, queue, opts, diag, dedup) = (
+    fn open(&self, file: InputFile) -> Source {
+        let (table, opts, diag, dedup) = (
             self.table,
-            self.queue.clone(),
             self.opts.clone(),
             self.diag.clone(),
             self.dedup.clone(),
         );
+        if let Some(batches) = ParquetBatches::new(table, &file, &opts, diag.clone(), dedup.clone())
+        {
+            return Source::Pull(Box::new(batches));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
         let err_tx = tx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("dg-read-{table}"))
             .spawn(move || {
-                while let Some(f) = queue.take() {
-                    let result = read_file(table, f, &opts, &diag, &dedup, &mut |batch| {
-                        if tx.blocking_send(Ok(batch)).is_err() {
-                            ControlFlow::Break(())
-                        } else {
-                            ControlFlow::Continue(())
-                        }
-                    });
-                    if let Err(e) = result {
-                        let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
-                        return;
+                let result = read_file(table, &file, &opts, &diag, &dedup, &mut |batch| {
+                    if tx.blocking_send(Ok(batch)).is_err() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
                     }
-                    if tx.is_closed() {
-                        return;
-                    }
+                });
+                if let Err(e) = result {
+                    let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
                 }
             });
         if let Err(e) = spawned {
@@ -195,9 +238,28 @@ impl PartitionStream for FileGroup {
                 "cannot start a reader thread: {e}"
             ))));
         }
-        drop(err_tx);
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        Source::Thread(rx)
+    }
+}
+
+impl PartitionStream for FileGroup {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let reader = PartitionReader {
+            table: self.table,
+            queue: self.queue.clone(),
+            opts: self.opts.clone(),
+            diag: self.diag.clone(),
+            dedup: self.dedup.clone(),
+            source: None,
+            stopped: false,
+        };
+        let stream = futures::stream::unfold(reader, |mut reader| async move {
+            let item = reader.next().await?;
+            Some((item, reader))
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
