@@ -361,8 +361,15 @@ pub fn judge(
         })
         .collect();
     let suspicion: Vec<f64> = traits.iter().map(|t| t.suspicion(&cfg.traits)).collect();
+    let started = Instant::now();
     let links = link(profiles, facts, &suspicion, &cfg.link);
+    let seconds_link = started.elapsed().as_secs_f64();
     let outcome = decide(names, profiles, &traits, &links, releases, cfg);
+    tracing::debug!(
+        seconds_link,
+        seconds_decide = started.elapsed().as_secs_f64() - seconds_link,
+        "judged"
+    );
     Judged {
         window,
         traits,

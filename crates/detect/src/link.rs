@@ -234,6 +234,7 @@ pub fn link(
     c: &LinkConfig,
 ) -> Links {
     let n = profiles.len();
+    let started = std::time::Instant::now();
     // Fast hashing: both maps are only looked up or drained into a sorted list, never walked
     // in their own order, so the result does not depend on the hasher.
     let mut ids = IndicatorIds::new();
@@ -275,6 +276,11 @@ pub fn link(
             df > cap || (ind.kind == Kind::EmailDomain && public.contains(&ind.value));
     }
 
+    tracing::debug!(
+        indicators = indicators.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "indicators"
+    );
     // Candidate pairs: the strongest value per evidence group. Only values with at most
     // `max_pair_accounts` holders are expanded into pairs, so the pair list stays linear in
     // the number of values; commoner values act through the campaign-wide and pool steps.
@@ -296,6 +302,11 @@ pub fn link(
     let mut pairs: Vec<(u64, [f32; 5])> = pairs.into_iter().collect();
     pairs.sort_unstable_by_key(|p| p.0);
     let candidate_pairs = pairs.len();
+    tracing::debug!(
+        candidate_pairs,
+        seconds = started.elapsed().as_secs_f64(),
+        "candidate pairs"
+    );
 
     // Accept edges; add lockstep timing where it can decide. Each pair is judged on its own,
     // so the pairs are split across cores and the accepted edges joined back in key order.
@@ -315,6 +326,11 @@ pub fn link(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut accepted = filter_map_in_chunks(&pairs, threads, 1 << 16, judge);
     drop(pairs);
+    tracing::debug!(
+        edges = accepted.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "pairs judged"
+    );
     let mut uf = UnionFind::new(n);
     for &(a, b, w) in &accepted {
         uf.union(a, b);
@@ -469,6 +485,7 @@ pub fn link(
         .map(|(s, k)| if *k > 0 { s / *k as f64 } else { 0.0 })
         .collect();
     let edges = accepted.len();
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "linked");
     Links {
         indicators,
         cluster_of,
