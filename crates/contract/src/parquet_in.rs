@@ -233,17 +233,18 @@ impl ParquetCursor {
     /// asked to stop.
     pub(crate) fn step(&mut self, r: &mut FileReader<'_>) -> Result<ControlFlow<()>, IngestError> {
         loop {
-            if self.current.is_none() {
-                let rg = self.next_row_group;
-                if rg >= self.meta.metadata().num_row_groups() {
-                    return Ok(ControlFlow::Break(()));
+            let current = match self.current.take() {
+                Some(current) => current,
+                None => {
+                    let rg = self.next_row_group;
+                    if rg >= self.meta.metadata().num_row_groups() {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                    self.next_row_group += 1;
+                    (rg, self.row_group_reader(r, rg)?, 0)
                 }
-                self.next_row_group += 1;
-                self.current = Some((rg, self.row_group_reader(r, rg)?, 0));
-            }
-            let Some((rg, reader, base)) = self.current.as_mut() else {
-                unreachable!("a row group was just opened");
             };
+            let (rg, reader, base) = self.current.insert(current);
             let rg = *rg;
             // The `parquet` crate's value decoders can panic on damaged pages that decompress
             // without error (Zstandard and Snappy carry no checksum): a damaged file is an

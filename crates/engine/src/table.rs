@@ -5,9 +5,9 @@
 //! of files to read. A Parquet file is decoded a batch at a time as the query pulls
 //! (`dg_contract::ParquetBatches`), so the next operators work on the batch while it is in the
 //! cache of the core that decoded it; a JSON Lines file is parsed by `dg_contract::read_file`
-//! on a thread of its own into a small bounded channel. Every scan has its own de-duplication state, so a self-join sees each
-//! record once per side; only the first scan of each file records bad records and figures
-//! (see `Diagnostics::claim`).
+//! on a thread of its own into a small bounded channel. Every scan has its own de-duplication
+//! state, so a self-join sees each record once per side; only the first scan of each file
+//! records bad records and figures (see `Diagnostics::claim`).
 
 use std::fmt;
 use std::ops::ControlFlow;
