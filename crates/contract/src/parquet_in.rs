@@ -556,22 +556,19 @@ fn convert_column(
             )?;
             // A cast never makes a null valid: as many nulls as before means none is new, and
             // no row needs looking at.
-            let rows = if cast_a.null_count() > a.null_count() {
-                0..n
-            } else {
-                0..0
-            };
-            for i in rows {
-                if a.is_valid(i) && cast_a.is_null(i) {
-                    note(
-                        problems,
-                        i,
-                        Problem::new(
-                            name,
-                            BadReason::BadValue,
-                            format!("value is outside the range of {target}"),
-                        ),
-                    );
+            if cast_a.null_count() > a.null_count() {
+                for i in 0..n {
+                    if a.is_valid(i) && cast_a.is_null(i) {
+                        note(
+                            problems,
+                            i,
+                            Problem::new(
+                                name,
+                                BadReason::BadValue,
+                                format!("value is outside the range of {target}"),
+                            ),
+                        );
+                    }
                 }
             }
             fill_default(cast_a)

@@ -190,6 +190,16 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// Whether this reader is the first of `file` in the load (see [`Diagnostics::claim`]); the
+/// first counts the file in the figures.
+fn claim_file(table: Table, file: &InputFile, diag: &Diagnostics) -> bool {
+    let record = diag.claim(table, &file.path);
+    if record {
+        diag.add_file(table, file.size);
+    }
+    record
+}
+
 /// Reads one file of `table`, handing good, de-duplicated batches to `emit` until it
 /// returns `Break`. Bad records go to `diag` (or fail the read in strict mode). Only the
 /// first reader of a file in a load records its figures, so re-scans count nothing twice.
@@ -201,10 +211,7 @@ pub fn read_file(
     dedup: &Dedup,
     emit: &mut dyn FnMut(RecordBatch) -> ControlFlow<()>,
 ) -> Result<(), IngestError> {
-    let record = diag.claim(table, &file.path);
-    if record {
-        diag.add_file(table, file.size);
-    }
+    let record = claim_file(table, file, diag);
     let mut reader = FileReader {
         table,
         file,
@@ -248,10 +255,7 @@ impl ParquetBatches {
         if file.format != Format::Parquet {
             return None;
         }
-        let record = diag.claim(table, &file.path);
-        if record {
-            diag.add_file(table, file.size);
-        }
+        let record = claim_file(table, file, &diag);
         Some(ParquetBatches {
             table,
             file: file.clone(),

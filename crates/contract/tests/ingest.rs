@@ -478,10 +478,20 @@ fn damaged_parquet_pages_never_crash_the_reader() {
 }
 
 fn write_parquet(f: &Fixture, name: &str, batch: &RecordBatch) -> PathBuf {
+    write_parquet_groups(f, name, batch, 2)
+}
+
+/// `batch` as Parquet, in row groups of `rows_per_group` rows.
+fn write_parquet_groups(
+    f: &Fixture,
+    name: &str,
+    batch: &RecordBatch,
+    rows_per_group: usize,
+) -> PathBuf {
     let p = f.path(name);
     let file = std::fs::File::create(&p).unwrap();
     let props = parquet::file::properties::WriterProperties::builder()
-        .set_max_row_group_row_count(Some(2))
+        .set_max_row_group_row_count(Some(rows_per_group))
         .build();
     let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
     w.write(batch).unwrap();
@@ -797,13 +807,7 @@ fn parquet_column_of_the_wrong_type_is_one_clear_error() {
 #[test]
 fn batches_stay_small_whatever_the_file_size() {
     let f = Fixture::new();
-    let line = GOOD.lines().nth(1).unwrap();
-    let mut data = String::new();
-    for i in 0..10_000 {
-        data.push_str(&line.replace("\"r2\"", &format!("\"r{i}\"")));
-        data.push('\n');
-    }
-    let p = f.write("many.jsonl", data.as_bytes());
+    let (p, line_len) = many_exchanges_jsonl(&f);
     let files = discover(&p).unwrap();
     let diag = Diagnostics::new(f.quarantine());
     let opts = ReadOptions {
@@ -814,7 +818,7 @@ fn batches_stay_small_whatever_the_file_size() {
     assert_eq!(batches.len(), 10);
     assert!(batches.iter().all(|b| b.num_rows() == 1000));
     let opts = ReadOptions {
-        batch_bytes: 100 * line.len(),
+        batch_bytes: 100 * line_len,
         ..ReadOptions::default()
     };
     let batches = read_table(
@@ -851,32 +855,30 @@ fn a_second_scan_records_nothing_twice() {
     assert_eq!(f.quarantine_lines().len(), 1);
 }
 
-/// Ten thousand exchanges, each with its own request id, in one Parquet file of row groups
-/// of `rows_per_group` rows.
-fn many_exchanges_parquet(f: &Fixture, rows_per_group: usize) -> (PathBuf, usize) {
+/// Ten thousand exchanges, each with its own request id, as `many.jsonl`; and the length of
+/// one line.
+fn many_exchanges_jsonl(f: &Fixture) -> (PathBuf, usize) {
     let line = GOOD.lines().nth(1).unwrap();
     let mut data = String::new();
     for i in 0..10_000 {
         data.push_str(&line.replace("\"r2\"", &format!("\"r{i}\"")));
         data.push('\n');
     }
-    let jsonl = f.write("many.jsonl", data.as_bytes());
+    (f.write("many.jsonl", data.as_bytes()), line.len())
+}
+
+/// The exchanges of [`many_exchanges_jsonl`] in one Parquet file of row groups of
+/// `rows_per_group` rows.
+fn many_exchanges_parquet(f: &Fixture, rows_per_group: usize) -> PathBuf {
+    let (jsonl, _) = many_exchanges_jsonl(f);
     let (batch, _) = load_ok(f, Table::Exchanges, &jsonl);
-    let p = f.path("many.parquet");
-    let file = std::fs::File::create(&p).unwrap();
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_max_row_group_row_count(Some(rows_per_group))
-        .build();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    (p, line.len())
+    write_parquet_groups(f, "many.parquet", &batch, rows_per_group)
 }
 
 #[test]
 fn parquet_batches_are_cut_by_bytes_as_well_as_rows() {
     let f = Fixture::new();
-    let (p, _) = many_exchanges_parquet(&f, 5_000);
+    let p = many_exchanges_parquet(&f, 5_000);
     let files = discover(&p).unwrap();
     let sizes = |opts: &ReadOptions| -> Vec<usize> {
         read_table(
@@ -917,7 +919,7 @@ fn parquet_batches_on_demand_match_the_pushing_reader() {
     use dg_contract::{Dedup, ParquetBatches, read_file};
     use std::ops::ControlFlow;
     let f = Fixture::new();
-    let (p, _) = many_exchanges_parquet(&f, 3_000);
+    let p = many_exchanges_parquet(&f, 3_000);
     // A second file: a duplicate of a row of the first, a new row and a bad one.
     let (dup, _) = load_ok(&f, Table::Exchanges, &f.write("dup.jsonl", GOOD.as_bytes()));
     let mut ips: Vec<String> = strings(&dup, "client_ip")
