@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use crate::config::LinkConfig;
 use crate::profile::{Profile, with_prefix};
+use crate::sketch::Folded;
 use crate::traits::AccountFacts;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -284,49 +285,34 @@ pub fn link(
     // Candidate pairs: the strongest value per evidence group. Only values with at most
     // `max_pair_accounts` holders are expanded into pairs, so the pair list stays linear in
     // the number of values; commoner values act through the campaign-wide and pool steps.
-    let mut pairs: HashMap<u64, [f32; 5], foldhash::fast::RandomState> = HashMap::default();
-    for ind in indicators.iter().filter(|i| {
+    let pairable = |i: &Indicator| {
         !i.infrastructure && i.accounts.len() >= 2 && i.accounts.len() <= c.max_pair_accounts
-    }) {
-        let w = (ind.kind.weight(c) * ind.rarity) as f32;
-        let g = ind.kind.group() as usize;
-        for (i, &a) in ind.accounts.iter().enumerate() {
-            for &b in &ind.accounts[i + 1..] {
-                let key = (u64::from(a) << 32) | u64::from(b);
-                let e = pairs.entry(key).or_insert([0.0; 5]);
-                e[g] = e[g].max(w);
-            }
-        }
-    }
-    // In key order: walking the map itself in order would be one cache miss per pair.
-    let mut pairs: Vec<(u64, [f32; 5])> = pairs.into_iter().collect();
-    pairs.sort_unstable_by_key(|p| p.0);
-    let candidate_pairs = pairs.len();
-    tracing::debug!(
-        candidate_pairs,
-        seconds = started.elapsed().as_secs_f64(),
-        "candidate pairs"
-    );
-
-    // Accept edges; add lockstep timing where it can decide. Each pair is judged on its own,
-    // so the pairs are split across cores and the accepted edges joined back in key order.
-    let judge = |&(key, mut w): &(u64, [f32; 5])| {
-        let (a, b) = ((key >> 32) as u32, key as u32);
+    };
+    let weight = |i: &Indicator| (i.kind.weight(c) * i.rarity) as f32;
+    // Accept edges; add lockstep timing where it can decide. Each pair is judged on its own.
+    // `b`'s folded bucket sketch (two cache lines) rules out most pairs that are not in
+    // lockstep before `b`'s sketch is read; `a`'s stays in cache across its partners.
+    let folded: Vec<Folded> = profiles.iter().map(|p| p.buckets.fold()).collect();
+    let judge = |a: u32, b: u32, mut w: [f32; 5]| {
+        let (a, b) = (a as usize, b as usize);
         let base: f64 = w.iter().map(|&x| f64::from(x)).sum();
-        if base < c.edge_threshold && base + c.w_lockstep >= c.edge_threshold {
-            let (pa, pb) = (&profiles[a as usize], &profiles[b as usize]);
-            let j = pa.buckets.jaccard(&pb.buckets);
+        if base < c.edge_threshold
+            && base + c.w_lockstep >= c.edge_threshold
+            && profiles[a].buckets.jaccard_at_most(&folded[b]) >= c.lockstep_min_jaccard
+        {
+            let j = profiles[a].buckets.jaccard(&profiles[b].buckets);
             if j >= c.lockstep_min_jaccard {
                 w[Group::Timing as usize] = (c.w_lockstep * (j / 0.5).min(1.0)) as f32;
             }
         }
         let total: f64 = w.iter().map(|&x| f64::from(x)).sum();
-        (total >= c.edge_threshold).then_some((a, b, w))
+        (total >= c.edge_threshold).then_some(w)
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut accepted = filter_map_in_chunks(&pairs, threads, 1 << 16, judge);
-    drop(pairs);
+    let (mut accepted, candidate_pairs) =
+        judge_pairs(&indicators, n, pairable, weight, judge, threads);
     tracing::debug!(
+        candidate_pairs,
         edges = accepted.len(),
         seconds = started.elapsed().as_secs_f64(),
         "pairs judged"
@@ -498,30 +484,129 @@ pub fn link(
     }
 }
 
-/// `items.iter().filter_map(f)`, in order, computed on up to `threads` threads in chunks of at
-/// least `min_chunk` items; small inputs (and the online service's frequent re-judging) run
-/// inline without spawning.
-fn filter_map_in_chunks<T: Sync, R: Send>(
-    items: &[T],
+/// An accepted pair of accounts (the smaller index first) and its weight per evidence group.
+type Edge = (u32, u32, [f32; 5]);
+
+/// Every pair of accounts that share at least one `pairable` value, each with the strongest
+/// `weight` per evidence group, passed to `judge`; returns the pairs it accepts in (a, b) order
+/// and how many pairs there were.
+///
+/// Pairs are gathered per account `a` from the values it holds, into a scratch row indexed by
+/// the partner `b`: no table of all pairs is ever built, the pairs of one account stay in cache
+/// while they are judged, and accounts are handed out to `threads` threads in runs. Small inputs
+/// (the online service's frequent re-judging) run inline without spawning.
+fn judge_pairs(
+    indicators: &[Indicator],
+    n: usize,
+    pairable: impl Fn(&Indicator) -> bool,
+    weight: impl Fn(&Indicator) -> f32,
+    judge: impl Fn(u32, u32, [f32; 5]) -> Option<[f32; 5]> + Sync,
     threads: usize,
-    min_chunk: usize,
-    f: impl Fn(&T) -> Option<R> + Sync,
-) -> Vec<R> {
-    let chunk = items.len().div_ceil(threads.max(1)).max(min_chunk.max(1));
-    if items.len() <= chunk {
-        return items.iter().filter_map(f).collect();
+) -> (Vec<Edge>, usize) {
+    // Values per account, as (value, position of the account among its holders), in CSR form.
+    let chosen: Vec<(u32, f32, usize)> = indicators
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| pairable(i))
+        .map(|(k, i)| (k as u32, weight(i), i.kind.group() as usize))
+        .collect();
+    let mut start = vec![0u32; n + 1];
+    for &(k, ..) in &chosen {
+        for &a in &indicators[k as usize].accounts {
+            start[a as usize + 1] += 1;
+        }
     }
-    let f = &f;
-    std::thread::scope(|s| {
-        let parts: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>()))
+    for a in 0..n {
+        start[a + 1] += start[a];
+    }
+    let mut fill = start.clone();
+    let mut held = vec![(0u32, 0u32); start[n] as usize];
+    for (x, &(k, ..)) in chosen.iter().enumerate() {
+        for (pos, &a) in indicators[k as usize].accounts.iter().enumerate() {
+            held[fill[a as usize] as usize] = (x as u32, pos as u32);
+            fill[a as usize] += 1;
+        }
+    }
+    drop(fill);
+
+    // One run of accounts: their accepted pairs in order, and how many pairs they had.
+    let run = |accounts: std::ops::Range<usize>, scratch: &mut Scratch| {
+        let mut out = Vec::new();
+        let mut pairs = 0usize;
+        for a in accounts {
+            scratch.touched.clear();
+            for &(x, pos) in &held[start[a] as usize..start[a + 1] as usize] {
+                let (k, w, g) = chosen[x as usize];
+                for &b in &indicators[k as usize].accounts[pos as usize + 1..] {
+                    let b = b as usize;
+                    if scratch.seen[b] != a as u32 + 1 {
+                        scratch.seen[b] = a as u32 + 1;
+                        scratch.weights[b] = [0.0; 5];
+                        scratch.touched.push(b as u32);
+                    }
+                    scratch.weights[b][g] = scratch.weights[b][g].max(w);
+                }
+            }
+            pairs += scratch.touched.len();
+            scratch.touched.sort_unstable();
+            for &b in &scratch.touched {
+                if let Some(w) = judge(a as u32, b, scratch.weights[b as usize]) {
+                    out.push((a as u32, b, w));
+                }
+            }
+        }
+        (out, pairs)
+    };
+    const RUN: usize = 512;
+    let runs = n.div_ceil(RUN);
+    if threads <= 1 || runs <= 1 || held.len() < 1 << 16 {
+        return run(0..n, &mut Scratch::new(n));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Vec<Edge>, usize)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.min(runs))
+            .map(|_| {
+                let (run, next) = (&run, &next);
+                s.spawn(move || {
+                    let mut scratch = Scratch::new(n);
+                    let mut done = Vec::new();
+                    loop {
+                        let r = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if r >= runs {
+                            return done;
+                        }
+                        let (out, pairs) = run(r * RUN..((r + 1) * RUN).min(n), &mut scratch);
+                        done.push((r, out, pairs));
+                    }
+                })
+            })
             .collect();
-        parts
+        workers
             .into_iter()
-            .flat_map(|h| h.join().expect("the function does not panic"))
+            .flat_map(|w| w.join().expect("judging does not panic"))
             .collect()
-    })
+    });
+    done.sort_unstable_by_key(|d| d.0);
+    let pairs = done.iter().map(|d| d.2).sum();
+    (done.into_iter().flat_map(|d| d.1).collect(), pairs)
+}
+
+/// One thread's pair row: the weights per partner account, which partners the current account
+/// has (`seen` holds the account's index plus one), and their list.
+struct Scratch {
+    seen: Vec<u32>,
+    weights: Vec<[f32; 5]>,
+    touched: Vec<u32>,
+}
+
+impl Scratch {
+    fn new(n: usize) -> Self {
+        Scratch {
+            seen: vec![0; n],
+            weights: vec![[0.0; 5]; n],
+            touched: Vec::new(),
+        }
+    }
 }
 
 /// Edges kept per cluster for the report's graph.
@@ -610,18 +695,68 @@ mod tests {
     }
 
     #[test]
-    fn chunked_judging_keeps_the_sequential_order() {
-        let items: Vec<u64> = (0..10_000).collect();
-        let f = |&x: &u64| (x % 3 == 0).then_some(x * 2);
-        let sequential: Vec<u64> = items.iter().filter_map(f).collect();
-        for (threads, min_chunk) in [(1, 1), (4, 7), (3, 1 << 16), (8, 1)] {
-            assert_eq!(
-                filter_map_in_chunks(&items, threads, min_chunk, f),
-                sequential,
-                "{threads} threads, chunks of at least {min_chunk}"
-            );
+    fn pairs_judged_per_account_match_a_table_of_all_pairs() {
+        // 30,000 values over 20,000 accounts, 2 to 12 holders each, of every kind; some too
+        // common or marked as infrastructure, so they must not pair anyone.
+        let kinds = [
+            Kind::Address,
+            Kind::Payment,
+            Kind::EmailDomain,
+            Kind::Client,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |m: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % m
+        };
+        let n = 20_000;
+        let indicators: Vec<Indicator> = (0..30_000)
+            .map(|v| {
+                let mut accounts: Vec<u32> =
+                    (0..2 + next(11)).map(|_| next(n as u64) as u32).collect();
+                accounts.sort_unstable();
+                accounts.dedup();
+                Indicator {
+                    kind: kinds[v % kinds.len()],
+                    value: v.to_string(),
+                    accounts,
+                    rarity: 0.1 + next(90) as f64 / 100.0,
+                    infrastructure: v % 97 == 0,
+                    campaign_wide: false,
+                }
+            })
+            .collect();
+        let pairable = |i: &Indicator| !i.infrastructure && i.accounts.len() >= 2;
+        let weight = |i: &Indicator| (i.rarity * (1.0 + i.kind as u8 as f64)) as f32;
+        let judge = |a: u32, b: u32, mut w: [f32; 5]| {
+            w[4] = ((a ^ b) % 7) as f32 / 10.0;
+            (w.iter().sum::<f32>() >= 1.5).then_some(w)
+        };
+        let mut table: HashMap<(u32, u32), [f32; 5]> = HashMap::new();
+        for i in indicators.iter().filter(|i| pairable(i)) {
+            let g = i.kind.group() as usize;
+            for (x, &a) in i.accounts.iter().enumerate() {
+                for &b in &i.accounts[x + 1..] {
+                    let e = table.entry((a, b)).or_default();
+                    e[g] = e[g].max(weight(i));
+                }
+            }
         }
-        assert!(filter_map_in_chunks(&[] as &[u64], 2, 1, f).is_empty());
+        let mut expected: Vec<Edge> = table
+            .iter()
+            .filter_map(|(&(a, b), &w)| judge(a, b, w).map(|w| (a, b, w)))
+            .collect();
+        expected.sort_unstable_by_key(|e| (e.0, e.1));
+        assert!(expected.len() > 1_000 && expected.len() < table.len());
+        for threads in [1, 2, 5] {
+            let (got, pairs) = judge_pairs(&indicators, n, pairable, weight, judge, threads);
+            assert_eq!(pairs, table.len(), "{threads} threads");
+            assert_eq!(got, expected, "{threads} threads");
+        }
+        let (none, pairs) = judge_pairs(&[], 3, pairable, weight, judge, 2);
+        assert!(none.is_empty() && pairs == 0);
     }
 
     #[test]

@@ -106,23 +106,73 @@ impl<V: Clone> BottomK<V> {
         if k == 0 {
             return 0.0;
         }
-        // Bottom-k of the union, and how many of them are in both.
+        // Bottom-k of the union, and how many of them are in both. Without branches on the
+        // hashes' order: each step advances the side(s) holding the smaller hash.
         let (a, b) = (&self.entries, &other.entries);
         let (mut i, mut j, mut seen, mut both) = (0, 0, 0, 0);
-        while seen < k && (i < a.len() || j < b.len()) {
-            if j >= b.len() || (i < a.len() && a[i].hash < b[j].hash) {
-                i += 1;
-            } else if i >= a.len() || b[j].hash < a[i].hash {
-                j += 1;
-            } else {
-                both += 1;
-                i += 1;
-                j += 1;
-            }
+        while seen < k && i < a.len() && j < b.len() {
+            let (x, y) = (a[i].hash, b[j].hash);
+            both += usize::from(x == y);
+            i += usize::from(x <= y);
+            j += usize::from(y <= x);
             seen += 1;
         }
+        // One side is used up: the rest of the union is the other side's rest.
+        seen = k.min(seen + (a.len() - i) + (b.len() - j));
         both as f64 / seen as f64
     }
+}
+
+impl<V> BottomK<V> {
+    /// This sketch's hashes folded into a [`Folded`] bit set.
+    pub fn fold(&self) -> Folded {
+        let mut bits = [0u64; FOLDED_WORDS];
+        for e in &self.entries {
+            let bit = folded_bit(e.hash);
+            bits[bit / 64] |= 1 << (bit % 64);
+        }
+        Folded {
+            bits,
+            k: self.k,
+            len: self.entries.len() as u16,
+        }
+    }
+
+    /// An upper bound on `self.jaccard(other)` from `other` folded: walks this sketch only.
+    pub fn jaccard_at_most(&self, other: &Folded) -> f64 {
+        // The estimate's denominator: the union always has this many hashes to walk.
+        let k =
+            usize::from(self.k.min(other.k)).min(self.entries.len().max(usize::from(other.len)));
+        if k == 0 {
+            return 0.0;
+        }
+        // A hash both sketches hold has its bit set in `other`.
+        let maybe_shared = (self.entries.iter())
+            .filter(|e| {
+                let bit = folded_bit(e.hash);
+                other.bits[bit / 64] & (1 << (bit % 64)) != 0
+            })
+            .count();
+        maybe_shared.min(k) as f64 / k as f64
+    }
+}
+
+const FOLDED_WORDS: usize = 15;
+
+/// The bit of a hash in a [`Folded`] set (the top half of the hash scaled to the set's width).
+fn folded_bit(hash: u64) -> usize {
+    (((hash >> 32) * (FOLDED_WORDS as u64 * 64)) >> 32) as usize
+}
+
+/// A bottom-k sketch folded into 960 bits, with its sizes: two cache lines from which
+/// [`BottomK::jaccard_at_most`] bounds the Jaccard estimate of this sketch and another one, so
+/// that pairs which cannot reach a threshold are told apart without reading both sketches.
+#[derive(Clone, Debug, PartialEq)]
+#[repr(C, align(64))]
+pub struct Folded {
+    bits: [u64; FOLDED_WORDS],
+    k: u16,
+    len: u16,
 }
 
 impl BottomK<String> {
@@ -300,6 +350,82 @@ mod tests {
         let j = sketch(0..10_000, 256).jaccard(&sketch(5_000..15_000, 256));
         assert!((j - 1.0 / 3.0).abs() < 0.1, "{j}");
         assert_eq!(sketch(0..10, 64).jaccard(&sketch(20..30, 64)), 0.0);
+    }
+
+    /// The share of the union's `k` smallest hashes that both sketches hold, from sets.
+    fn jaccard_by_sets(a: &BottomK<()>, b: &BottomK<()>) -> f64 {
+        use std::collections::BTreeSet;
+        let (x, y): (BTreeSet<u64>, BTreeSet<u64>) = (
+            a.entries().iter().map(|e| e.hash).collect(),
+            b.entries().iter().map(|e| e.hash).collect(),
+        );
+        let k = (a.k.min(b.k) as usize).min(x.len().max(y.len()));
+        let union: Vec<u64> = x.union(&y).copied().take(k).collect();
+        if union.is_empty() {
+            return 0.0;
+        }
+        let both = union
+            .iter()
+            .filter(|h| x.contains(h) && y.contains(h))
+            .count();
+        both as f64 / union.len() as f64
+    }
+
+    #[test]
+    fn jaccard_is_the_shared_share_of_the_unions_bottom_k() {
+        let ranges = [
+            0..0,
+            0..3,
+            0..40,
+            10..50,
+            35..36,
+            0..1000,
+            500..1500,
+            990..3000,
+        ];
+        for ka in [1, 8, 64, 256] {
+            for kb in [8, 256] {
+                for ra in ranges.clone() {
+                    for rb in ranges.clone() {
+                        let (a, b) = (sketch(ra.clone(), ka), sketch(rb.clone(), kb));
+                        let want = jaccard_by_sets(&a, &b);
+                        assert_eq!(a.jaccard(&b), want, "{ra:?} k {ka} / {rb:?} k {kb}");
+                        assert_eq!(b.jaccard(&a), want, "{rb:?} k {kb} / {ra:?} k {ka}");
+                        for (x, y) in [(&a, &b), (&b, &a)] {
+                            let bound = x.jaccard_at_most(&y.fold());
+                            assert!(want <= bound, "{ra:?} k {ka} / {rb:?} k {kb}: {bound}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn folded_sketches_bound_jaccard_and_tell_unrelated_sets_apart() {
+        assert_eq!(std::mem::size_of::<Folded>(), 128, "two cache lines");
+        let mut told_apart = 0;
+        for s in 0..200u64 {
+            // Sets of 40 to 140 values; half of the pairs share a fifth of their values.
+            let (lo, len) = (s * 100_000, 40 + s % 100);
+            let a = sketch(lo..lo + len, 256);
+            let shift = if s % 2 == 0 { len * 4 / 5 } else { 50_000 };
+            let b = sketch(lo + shift..lo + shift + len, 256);
+            let (j, bound) = (a.jaccard(&b), a.jaccard_at_most(&b.fold()));
+            assert!(j <= bound, "{s}: {j} > {bound}");
+            told_apart += usize::from(bound < 0.15);
+        }
+        // Disjoint sets of a few hundred hashes share few of 960 bits.
+        assert!(
+            told_apart >= 80,
+            "{told_apart} of 100 disjoint pairs told apart"
+        );
+        assert_eq!(
+            BottomK::<()>::new(8).jaccard_at_most(&sketch(0..5, 8).fold()),
+            0.0
+        );
+        let same = sketch(0..100, 256);
+        assert_eq!(same.jaccard_at_most(&same.fold()), 1.0);
     }
 
     #[test]
