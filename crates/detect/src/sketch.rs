@@ -12,6 +12,10 @@ use crate::hash::hash_str;
 #[derive(Clone, Debug, PartialEq)]
 pub struct BottomK<V> {
     k: u16,
+    /// The largest hash that can still enter: the last entry's once the sketch is full.
+    /// Kept beside the entries so that a value that cannot enter is turned away without
+    /// reading them (the entries of many accounts' sketches do not stay in cache).
+    cut: u64,
     entries: Vec<Entry<V>>,
 }
 
@@ -26,6 +30,7 @@ impl<V: Clone> BottomK<V> {
     pub fn new(k: u16) -> Self {
         BottomK {
             k: k.max(1),
+            cut: u64::MAX,
             entries: Vec::new(),
         }
     }
@@ -44,8 +49,7 @@ impl<V: Clone> BottomK<V> {
     }
 
     fn add_n(&mut self, hash: u64, value: impl FnOnce() -> V, count: u64) {
-        let full = self.entries.len() >= self.k as usize;
-        if full && self.entries.last().is_some_and(|e| hash > e.hash) {
+        if hash > self.cut {
             return;
         }
         match self.entries.binary_search_by(|e| e.hash.cmp(&hash)) {
@@ -62,6 +66,7 @@ impl<V: Clone> BottomK<V> {
                 if self.entries.len() > self.k as usize {
                     self.entries.pop();
                 }
+                self.set_cut();
             }
         }
     }
@@ -88,6 +93,14 @@ impl<V: Clone> BottomK<V> {
             }
         }
         self.entries = out;
+        self.set_cut();
+    }
+
+    fn set_cut(&mut self) {
+        self.cut = match self.entries.last() {
+            Some(last) if self.entries.len() >= self.k as usize => last.hash,
+            _ => u64::MAX,
+        };
     }
 
     /// Estimated number of distinct values seen (exact below `k`).
@@ -297,7 +310,13 @@ impl<V: Codec + Clone> Codec for BottomK<V> {
         if entries.windows(2).any(|w| w[0].hash >= w[1].hash) {
             return Err(CodecError("sketch not sorted"));
         }
-        Ok(BottomK { k, entries })
+        let mut sketch = BottomK {
+            k,
+            cut: u64::MAX,
+            entries,
+        };
+        sketch.set_cut();
+        Ok(sketch)
     }
 }
 
