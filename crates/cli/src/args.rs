@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dg_contract::ReadOptions;
+use dg_contract::{DirectIo, ReadOptions};
 use dg_engine::Inputs;
 
 #[derive(Parser, Debug)]
@@ -192,6 +192,19 @@ pub struct InputArgs {
     /// Parquet): a batch is cut at this size even when it holds fewer than --batch-size rows.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_bytes: u64,
+
+    /// Read Parquet row groups past the page cache (O_DIRECT, Linux), each whole and the
+    /// next one ahead: saves the kernel's copy of every byte. `auto`: for a table whose
+    /// files are larger than the memory available, which the page cache cannot keep anyway.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub direct_io: DirectIoArg,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DirectIoArg {
+    Auto,
+    On,
+    Off,
 }
 
 impl InputArgs {
@@ -220,6 +233,11 @@ impl InputArgs {
             batch_bytes: usize::try_from(self.batch_bytes).unwrap_or(usize::MAX),
             max_line_bytes: self.max_line_bytes,
             strict: self.strict,
+            direct_io: match self.direct_io {
+                DirectIoArg::Auto => DirectIo::Auto,
+                DirectIoArg::On => DirectIo::On,
+                DirectIoArg::Off => DirectIo::Off,
+            },
         }
     }
 }

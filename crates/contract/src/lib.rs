@@ -18,7 +18,7 @@ mod jsonl;
 pub use jsonl::RecordParser;
 mod pages;
 mod parquet_in;
-pub use parquet_in::{BadRow, check_batch, in_guarded_decode};
+pub use parquet_in::{BadRow, ReadAhead, check_batch, in_guarded_decode};
 pub mod read;
 pub mod schema;
 pub mod source;
@@ -26,6 +26,6 @@ pub mod values;
 
 pub use diag::{BadReason, Diagnostics, LoadReport, Location, TableReport};
 pub use error::IngestError;
-pub use read::{Dedup, ParquetBatches, ReadOptions, read_file, read_table};
+pub use read::{Dedup, DirectIo, ParquetBatches, ReadOptions, read_file, read_table};
 pub use schema::{Table, TableSpec};
 pub use source::{Compression, Format, InputFile, discover};

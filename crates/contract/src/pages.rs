@@ -34,17 +34,193 @@ pub(crate) fn supported(meta: &ParquetMetaData, rg: usize, leaves: &[usize]) -> 
     })
 }
 
-/// One row group of a file, its column chunks read on demand.
+/// One row group of a file, its column chunks read on demand (or sliced from the row group's
+/// bytes when they were read ahead).
 pub(crate) struct RowGroupPages {
     file: File,
     meta: Arc<ParquetMetaData>,
     rg: usize,
+    loaded: Option<Loaded>,
 }
 
 impl RowGroupPages {
     pub(crate) fn new(file: File, meta: Arc<ParquetMetaData>, rg: usize) -> Self {
-        Self { file, meta, rg }
+        Self {
+            file,
+            meta,
+            rg,
+            loaded: None,
+        }
     }
+
+    /// Pages sliced from `loaded` where it covers them, read from `file` elsewhere.
+    pub(crate) fn with_loaded(mut self, loaded: Option<Loaded>) -> Self {
+        self.loaded = loaded;
+        self
+    }
+}
+
+/// Bytes of a file read ahead: `bytes` start at offset `base`.
+#[derive(Clone, Debug)]
+pub(crate) struct Loaded {
+    pub(crate) base: u64,
+    pub(crate) bytes: Bytes,
+}
+
+impl Loaded {
+    /// `len` bytes at `pos`, if they were read.
+    fn get(&self, pos: u64, len: usize) -> Option<Bytes> {
+        let from = usize::try_from(pos.checked_sub(self.base)?).ok()?;
+        let to = from.checked_add(len)?;
+        (to <= self.bytes.len()).then(|| self.bytes.slice(from..to))
+    }
+}
+
+/// The byte range holding the column chunks `leaves` of row group `rg`, if their offsets are
+/// sane.
+pub(crate) fn row_group_span(
+    meta: &ParquetMetaData,
+    rg: usize,
+    leaves: &[usize],
+) -> Option<(u64, u64)> {
+    let group = meta.row_group(rg);
+    let (mut lo, mut hi) = (u64::MAX, 0u64);
+    for &i in leaves {
+        let col = group.columns().get(i)?;
+        let start = col
+            .dictionary_page_offset()
+            .filter(|&d| d > 0)
+            .unwrap_or(col.data_page_offset());
+        let start = u64::try_from(start).ok()?;
+        let end = start.checked_add(u64::try_from(col.compressed_size()).ok()?)?;
+        lo = lo.min(start);
+        hi = hi.max(end);
+    }
+    (lo < hi).then_some((lo, hi))
+}
+
+/// Reads `len` bytes at `pos` of the file at `path` past the page cache (`O_DIRECT`): the
+/// device writes straight into this memory, so the kernel neither copies the bytes nor keeps
+/// them. Falls back to an ordinary read where the file system does not allow it.
+#[cfg(target_os = "linux")]
+pub(crate) fn read_direct(path: &std::path::Path, pos: u64, len: usize) -> std::io::Result<Bytes> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    const ALIGN: u64 = 4096;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let f = File::open(path)?;
+            return read_at(&f, pos, len).map_err(std::io::Error::other);
+        }
+        Err(e) => return Err(e),
+    };
+    let start = pos & !(ALIGN - 1);
+    let end = (pos + len as u64).div_ceil(ALIGN) * ALIGN;
+    let span = (end - start) as usize;
+    let mut buf = spare_buffer(span + ALIGN as usize);
+    let skew = buf.as_ptr().align_offset(ALIGN as usize);
+    let mut done = 0usize;
+    while done < span {
+        // SAFETY: `pread` writes at most `span - done` bytes from `skew + done`, inside the
+        // vector's capacity of at least `span + ALIGN` (and `skew < ALIGN`).
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(skew + done).cast(),
+                span - done,
+                (start + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            n if n > 0 => done += n as usize,
+            0 => break,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if e.raw_os_error() == Some(libc::EINVAL) {
+                    let f = File::open(path)?;
+                    return read_at(&f, pos, len).map_err(std::io::Error::other);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let from = (pos - start) as usize;
+    if done < from + len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("expected {len} bytes at {pos}, the file ends first"),
+        ));
+    }
+    // SAFETY: `pread` initialised `done` bytes from `skew` on; the `skew` bytes before them
+    // are never handed out (the slice below starts after them) but must be initialised for
+    // `set_len`: they are written here.
+    unsafe {
+        std::ptr::write_bytes(buf.as_mut_ptr(), 0, skew);
+        buf.set_len(skew + done);
+    }
+    Ok(Bytes::from_owner(Spare(buf)).slice(skew + from..skew + from + len))
+}
+
+/// Buffers of row groups read past the page cache, kept for the next ones: a new buffer of
+/// tens of megabytes is mapped afresh by the allocator, and the kernel faults in and zeroes
+/// every page of it — which cost about as much as the copy that reading past the page cache
+/// saves.
+#[cfg(target_os = "linux")]
+static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// Spare buffers kept: a row group being decoded and one being read per reading core, and
+/// the next file's first.
+#[cfg(target_os = "linux")]
+const SPARE_BUFFERS: usize = 6;
+
+/// An empty buffer of at least `capacity` bytes, a spare one if one is large enough.
+#[cfg(target_os = "linux")]
+fn spare_buffer(capacity: usize) -> Vec<u8> {
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    match spare.iter().position(|b| b.capacity() >= capacity) {
+        Some(i) => {
+            let mut buf = spare.swap_remove(i);
+            buf.clear();
+            buf
+        }
+        None => Vec::with_capacity(capacity),
+    }
+}
+
+/// A buffer that goes back to [`SPARE`] once no page refers to it.
+#[cfg(target_os = "linux")]
+struct Spare(Vec<u8>);
+
+#[cfg(target_os = "linux")]
+impl AsRef<[u8]> for Spare {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Spare {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(buf);
+        }
+    }
+}
+
+/// Without `O_DIRECT`: an ordinary read.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn read_direct(path: &std::path::Path, pos: u64, len: usize) -> std::io::Result<Bytes> {
+    read_at(&File::open(path)?, pos, len).map_err(std::io::Error::other)
 }
 
 impl RowGroups for RowGroupPages {
@@ -76,6 +252,7 @@ impl RowGroups for RowGroupPages {
         };
         let pages = ChunkPages {
             file: self.file.try_clone()?,
+            loaded: self.loaded.clone(),
             pos: start as u64,
             end: start as u64 + len as u64,
             codec,
@@ -116,6 +293,8 @@ enum Codec {
 /// The pages of one column chunk, read one by one (as the `parquet` crate does: a chunk of
 /// prompt text is tens of megabytes, a page one or two).
 struct ChunkPages {
+    /// The row group's bytes, when they were read ahead.
+    loaded: Option<Loaded>,
     file: File,
     /// The next page's offset in the file and the chunk's end.
     pos: u64,
@@ -139,6 +318,13 @@ struct Next {
 const HEADER_READ: u64 = 1024;
 
 impl ChunkPages {
+    fn read(&self, pos: u64, len: usize) -> Result<Bytes> {
+        match self.loaded.as_ref().and_then(|l| l.get(pos, len)) {
+            Some(bytes) => Ok(bytes),
+            None => read_at(&self.file, pos, len),
+        }
+    }
+
     /// The next data or dictionary page's header and the length of the header (index pages
     /// are passed over); `None` at the end of the chunk.
     fn header(&mut self) -> Result<Option<(Header, u64)>> {
@@ -152,7 +338,7 @@ impl ChunkPages {
             }
             let mut want = HEADER_READ.min(remaining);
             let (h, len, read) = loop {
-                let bytes = read_at(&self.file, self.pos, want as usize)?;
+                let bytes = self.read(self.pos, want as usize)?;
                 match Header::parse(&bytes) {
                     Ok((h, len)) => break (h, len as u64, bytes),
                     Err(_) if want < remaining => want = (want * 16).min(remaining),
@@ -268,7 +454,7 @@ impl PageReader for ChunkPages {
         let body = if end <= read.len() {
             read.slice(start..end)
         } else {
-            read_at(&self.file, self.pos + len, h.compressed as usize)?
+            self.read(self.pos + len, h.compressed as usize)?
         };
         self.pos += len + u64::from(h.compressed);
         let buf = self.decompress(&h, body)?;
@@ -995,5 +1181,64 @@ mod tests {
             0x15, 0x00, 0x15, 0x00, 0x15, 0x00, 0x19, 0xF5, 0xFF, 0xFF, 0xFF, 0x0F,
         ];
         assert!(Header::parse(&list).is_err());
+    }
+
+    /// Reads past the page cache return exactly the bytes asked for, at any offset and
+    /// length (the device reads whole aligned blocks around them), up to the file's end;
+    /// past it they fail. Their buffers are used again once no slice holds them.
+    #[test]
+    fn direct_reads_give_the_bytes_asked_for() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..3 * 4096 + 1234u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::io::Write::write_all(&mut f, &data).unwrap();
+        let n = data.len() as u64;
+        for (pos, len) in [
+            (0, 1),
+            (0, 4096),
+            (1, 4095),
+            (4095, 2),
+            (5000, 7000),
+            (0, data.len()),
+            (n - 1, 1),
+            (12_300, 1234 + 3 * 4096 - 12_300),
+        ] {
+            let got = read_direct(f.path(), pos, len).unwrap();
+            assert_eq!(
+                &got[..],
+                &data[pos as usize..pos as usize + len],
+                "{pos}+{len}"
+            );
+        }
+        assert!(read_direct(f.path(), n - 10, 11).is_err());
+        assert!(read_direct(f.path(), n + 4096, 1).is_err());
+        #[cfg(target_os = "linux")]
+        {
+            let first = read_direct(f.path(), 0, data.len()).unwrap();
+            let at = first.as_ptr() as usize;
+            drop(first);
+            // Another test may take the spare buffer first: the next few reads find it.
+            let reused = (0..SPARE_BUFFERS + 1).any(|_| {
+                let b = read_direct(f.path(), 0, data.len()).unwrap();
+                b.as_ptr() as usize == at
+            });
+            assert!(reused, "a dropped buffer is used again");
+        }
+    }
+
+    /// A loaded range hands out the slices it covers, nothing else.
+    #[test]
+    fn loaded_bytes_cover_their_range_only() {
+        let l = Loaded {
+            base: 100,
+            bytes: Bytes::from((0..50u8).collect::<Vec<_>>()),
+        };
+        assert_eq!(&l.get(100, 3).unwrap()[..], &[0, 1, 2]);
+        assert_eq!(&l.get(147, 3).unwrap()[..], &[47, 48, 49]);
+        assert_eq!(l.get(148, 3), None);
+        assert_eq!(l.get(99, 2), None);
+        assert_eq!(l.get(u64::MAX, 1), None);
+        assert_eq!(l.get(100, usize::MAX), None);
     }
 }

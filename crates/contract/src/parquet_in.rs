@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -22,12 +23,14 @@ use parquet::arrow::arrow_reader::{
     ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::{FieldLevels, parquet_to_arrow_field_levels};
+use parquet::file::metadata::ParquetMetaDataReader;
 
 use crate::diag::{BadReason, Location, Raw};
 use crate::error::IngestError;
 use crate::pages;
-use crate::read::{FileReader, ReadOptions};
+use crate::read::{DirectIo, FileReader, ReadOptions};
 use crate::schema::{ColumnSpec, Kind, Presence, ROLES, arrow_type, message_fields};
+use crate::source::InputFile;
 use crate::values::{self, Problem};
 
 fn is_string(dt: &DataType) -> bool {
@@ -163,6 +166,72 @@ pub(crate) struct ParquetCursor {
     next_row_group: usize,
     /// The open row group: its index, its reader and the rows read from it so far.
     current: Option<(usize, ParquetRecordBatchReader, usize)>,
+    /// Row groups are read whole past the page cache, the next one while this one is
+    /// decoded (see [`DirectIo`]).
+    direct: bool,
+    path: PathBuf,
+    /// A row group's bytes, being read ahead.
+    ahead: Option<(usize, Pending)>,
+}
+
+/// A row group being read on another thread (`None`: the read failed, and the pages will be
+/// read one by one, reporting the failure with its place).
+type Pending = std::thread::JoinHandle<Option<pages::Loaded>>;
+
+/// The largest row group read whole: a larger one is read page by page, through the page
+/// cache (two row groups per reading core are in memory at once).
+const MAX_LOADED: u64 = 512 << 20;
+
+/// Starts reading the bytes `lo..hi` of the file at `path` past the page cache.
+fn read_ahead(path: PathBuf, (lo, hi): (u64, u64)) -> Option<Pending> {
+    spawn_read(move || {
+        let bytes = pages::read_direct(&path, lo, usize::try_from(hi - lo).ok()?).ok()?;
+        Some(pages::Loaded { base: lo, bytes })
+    })
+}
+
+fn spawn_read(read: impl FnOnce() -> Option<pages::Loaded> + Send + 'static) -> Option<Pending> {
+    std::thread::Builder::new()
+        .name("dg-read-ahead".into())
+        .spawn(read)
+        .ok()
+}
+
+/// The first row group of a Parquet file, read past the page cache on another thread before
+/// the file is opened (see [`DirectIo`]): a table's reader starts it for the file that will
+/// be read next, so that no file starts with a wait for its first row group.
+pub struct ReadAhead {
+    path: PathBuf,
+    pending: Option<Pending>,
+}
+
+impl ReadAhead {
+    /// Starts reading `file`'s first row group (all its column chunks; the footer is read
+    /// on the same thread).
+    pub fn start(file: &InputFile) -> ReadAhead {
+        let path = file.path.clone();
+        let pending = spawn_read({
+            let path = path.clone();
+            move || {
+                let meta = ParquetMetaDataReader::new()
+                    .parse_and_finish(&File::open(&path).ok()?)
+                    .ok()?;
+                if meta.num_row_groups() == 0 {
+                    return None;
+                }
+                let leaves: Vec<usize> = (0..meta.row_group(0).num_columns()).collect();
+                let (lo, hi) = pages::row_group_span(&meta, 0, &leaves)
+                    .filter(|(lo, hi)| hi - lo <= MAX_LOADED)?;
+                let bytes = pages::read_direct(&path, lo, usize::try_from(hi - lo).ok()?).ok()?;
+                Some(pages::Loaded { base: lo, bytes })
+            }
+        });
+        ReadAhead { path, pending }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 impl ParquetCursor {
@@ -225,6 +294,9 @@ impl ParquetCursor {
             levels,
             next_row_group: 0,
             current: None,
+            direct: r.opts.direct_io == DirectIo::On,
+            path: r.path().to_path_buf(),
+            ahead: None,
         })
     }
 
@@ -287,8 +359,43 @@ impl ParquetCursor {
         opts.batch_size.min(by_bytes as usize).max(1)
     }
 
+    /// Uses `ahead` (started for this file) for its first row group.
+    pub(crate) fn with_read_ahead(mut self, ahead: Option<ReadAhead>) -> Self {
+        if self.direct
+            && let Some(pending) = ahead.and_then(|a| a.pending)
+        {
+            self.ahead = Some((0, pending));
+        }
+        self
+    }
+
+    /// Row group `rg`'s bytes when reading past the page cache (read ahead, or read now),
+    /// with the next row group's read started; `None` (pages read one by one) otherwise.
+    fn loaded(&mut self, rg: usize) -> Option<pages::Loaded> {
+        if !self.direct {
+            return None;
+        }
+        let span = |me: &Self, rg: usize| {
+            pages::row_group_span(me.meta.metadata(), rg, &me.leaves)
+                .filter(|(lo, hi)| hi - lo <= MAX_LOADED)
+        };
+        let this = match self.ahead.take() {
+            Some((at, pending)) if at == rg => Some(pending),
+            _ => span(self, rg).and_then(|s| read_ahead(self.path.clone(), s)),
+        };
+        if rg + 1 < self.meta.metadata().num_row_groups() {
+            self.ahead = span(self, rg + 1)
+                .and_then(|s| read_ahead(self.path.clone(), s))
+                .map(|p| (rg + 1, p));
+        }
+        let loaded = this?.join().ok()??;
+        // A read-ahead of the whole row group covers the projected columns' span.
+        let (lo, hi) = span(self, rg)?;
+        (loaded.base <= lo && loaded.base + loaded.bytes.len() as u64 >= hi).then_some(loaded)
+    }
+
     fn row_group_reader(
-        &self,
+        &mut self,
         r: &FileReader<'_>,
         rg: usize,
     ) -> Result<ParquetRecordBatchReader, IngestError> {
@@ -296,17 +403,18 @@ impl ParquetCursor {
             path: r.path().to_path_buf(),
             source,
         })?;
-        let meta = &self.meta;
         let batch_rows = self.batch_rows(rg, r.opts);
-        if pages::supported(meta.metadata(), rg, &self.leaves) {
+        if pages::supported(self.meta.metadata(), rg, &self.leaves) {
+            let loaded = self.loaded(rg);
+            let meta = &self.meta;
             ParquetRecordBatchReader::try_new_with_row_groups(
                 &self.levels,
-                &pages::RowGroupPages::new(handle, meta.metadata().clone(), rg),
+                &pages::RowGroupPages::new(handle, meta.metadata().clone(), rg).with_loaded(loaded),
                 batch_rows,
                 None,
             )
         } else {
-            ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
+            ParquetRecordBatchReaderBuilder::new_with_metadata(handle, self.meta.clone())
                 .with_row_groups(vec![rg])
                 .with_projection(self.mask.clone())
                 .with_batch_size(batch_rows)
@@ -748,4 +856,93 @@ pub fn check_batch(
     };
     let good = RecordBatch::try_new(table.schema(), columns).map_err(|e| e.to_string())?;
     Ok((good, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Diagnostics;
+    use crate::read::Dedup;
+    use crate::schema::Table;
+    use crate::source::discover;
+
+    /// A cursor reading past the page cache loads each row group whole (the first one from a
+    /// read-ahead when there is one, each next one while the current is decoded); through the
+    /// page cache it loads none.
+    #[test]
+    fn row_groups_are_loaded_whole_and_ahead_when_reading_past_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("x.jsonl");
+        let lines: String = (0..1_500)
+            .map(|i| {
+                format!(
+                    r#"{{"ts":"2026-02-03T14:05:09Z","request_id":"r{i}","account_id":"a{}","model":"m","client_ip":"203.0.113.{}","messages":[{{"role":"user","content":"question {i} {}"}}],"input_tokens":{i},"output_tokens":7}}"#,
+                    i % 17,
+                    i % 250,
+                    "text ".repeat(i % 40)
+                ) + "\n"
+            })
+            .collect();
+        std::fs::write(&jsonl, lines).unwrap();
+        let diag = Diagnostics::new(dir.path().join("q.jsonl"));
+        let batches = crate::read::read_table(
+            Table::Exchanges,
+            &discover(&jsonl).unwrap(),
+            &ReadOptions::default(),
+            &diag,
+        )
+        .unwrap();
+        let batch = arrow::compute::concat_batches(&Table::Exchanges.schema(), &batches).unwrap();
+        assert_eq!(batch.num_rows(), 1_500);
+        let path = dir.path().join("x.parquet");
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(500))
+            .set_compression(parquet::basic::Compression::LZ4_RAW)
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            File::create(&path).unwrap(),
+            batch.schema(),
+            Some(props),
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let file = discover(&path).unwrap().remove(0);
+        let dedup = Dedup::default();
+        let mut emit = |_| ControlFlow::Continue(());
+        for (direct_io, ahead) in [
+            (DirectIo::On, false),
+            (DirectIo::On, true),
+            (DirectIo::Off, true),
+        ] {
+            let opts = ReadOptions {
+                direct_io,
+                ..ReadOptions::default()
+            };
+            let r = FileReader {
+                table: Table::Exchanges,
+                file: &file,
+                opts: &opts,
+                diag: &diag,
+                dedup: &dedup,
+                record: false,
+                emit: &mut emit,
+            };
+            let mut c = ParquetCursor::open(&r)
+                .unwrap()
+                .with_read_ahead(ahead.then(|| ReadAhead::start(&file)));
+            assert_eq!(c.meta.metadata().num_row_groups(), 3);
+            for rg in 0..3 {
+                let loaded = c.loaded(rg);
+                if direct_io == DirectIo::Off {
+                    assert!(loaded.is_none());
+                    continue;
+                }
+                let (lo, hi) = pages::row_group_span(c.meta.metadata(), rg, &c.leaves).unwrap();
+                let l = loaded.expect("row group loaded");
+                assert!(l.base <= lo && l.base + l.bytes.len() as u64 >= hi);
+                assert_eq!(c.ahead.as_ref().map(|a| a.0), (rg < 2).then_some(rg + 1));
+            }
+        }
+    }
 }

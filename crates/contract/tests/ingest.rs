@@ -1016,3 +1016,108 @@ fn parquet_batches_on_demand_end_after_an_error() {
     assert!(e.contains("broken.parquet"), "{e}");
     assert!(batches.next().is_none());
 }
+
+/// Row groups read whole past the page cache (`DirectIo::On`), the first one read ahead or
+/// not, give the same rows, quarantine and figures as pages read one by one through it —
+/// LZ4_RAW, Zstandard and uncompressed files, several row groups each.
+#[test]
+fn parquet_read_past_the_page_cache_matches_reading_through_it() {
+    use dg_contract::{Dedup, DirectIo, ParquetBatches, ReadAhead};
+    use parquet::basic::{Compression, ZstdLevel};
+    let f = Fixture::new();
+    let (jsonl, _) = many_exchanges_jsonl(&f);
+    let (batch, _) = load_ok(&f, Table::Exchanges, &jsonl);
+    // A bad row among them: an address that does not parse.
+    let mut ips: Vec<Option<String>> = strings(&batch, "client_ip");
+    ips[4321] = Some("999.1.1.1".into());
+    let i = batch.schema().index_of("client_ip").unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[i] = Arc::new(arrow::array::StringArray::from(ips));
+    let batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+    let mut files = Vec::new();
+    for (name, codec) in [
+        ("lz4.parquet", Compression::LZ4_RAW),
+        ("zstd.parquet", Compression::ZSTD(ZstdLevel::default())),
+        ("plain.parquet", Compression::UNCOMPRESSED),
+    ] {
+        let p = f.path(name);
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(3_000))
+            .set_compression(codec)
+            .build();
+        let file = std::fs::File::create(&p).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        files.extend(discover(&p).unwrap());
+    }
+    let read = |direct_io: DirectIo, ahead: bool, name: &str| {
+        let opts = ReadOptions {
+            batch_size: 700,
+            direct_io,
+            ..ReadOptions::default()
+        };
+        let diag = Arc::new(Diagnostics::new(f.path(name)));
+        let dedup = Arc::new(Dedup::default());
+        let mut out = Vec::new();
+        for file in &files {
+            let batches =
+                ParquetBatches::new(Table::Exchanges, file, &opts, diag.clone(), dedup.clone())
+                    .unwrap()
+                    .with_read_ahead(ahead.then(|| ReadAhead::start(file)));
+            out.extend(batches.map(Result::unwrap));
+        }
+        diag.flush().unwrap();
+        let rows = concat_batches(&Table::Exchanges.schema(), &out).unwrap();
+        (
+            rows,
+            diag.report().tables,
+            std::fs::read_to_string(f.path(name)).unwrap(),
+        )
+    };
+    let cached = read(DirectIo::Off, false, "cached.jsonl");
+    assert_eq!(
+        cached.0.num_rows(),
+        9_999,
+        "three copies: one bad row, the rest duplicates"
+    );
+    // The bad row is quarantined in each file, not counted as a duplicate.
+    assert_eq!(cached.1[&Table::Exchanges].duplicates, 19_998);
+    assert!(cached.2.contains("999.1.1.1"));
+    assert_eq!(read(DirectIo::On, false, "direct.jsonl"), cached);
+    assert_eq!(read(DirectIo::On, true, "ahead.jsonl"), cached);
+    // A read-ahead of another file is not used for this one.
+    let opts = ReadOptions {
+        direct_io: DirectIo::On,
+        ..ReadOptions::default()
+    };
+    let diag = Arc::new(Diagnostics::new(f.path("other.jsonl")));
+    let rows: usize = ParquetBatches::new(
+        Table::Exchanges,
+        &files[0],
+        &opts,
+        diag,
+        Arc::new(Dedup::default()),
+    )
+    .unwrap()
+    .with_read_ahead(Some(ReadAhead::start(&files[1])))
+    .map(|b| b.unwrap().num_rows())
+    .sum();
+    assert_eq!(rows, 9_999);
+}
+
+/// `Auto` is decided by the size of a table against the memory available; `On` and `Off` stay.
+#[test]
+fn direct_io_auto_is_for_input_larger_than_memory() {
+    use dg_contract::DirectIo;
+    assert_eq!(DirectIo::On.resolve(0), DirectIo::On);
+    assert_eq!(DirectIo::Off.resolve(u64::MAX), DirectIo::Off);
+    assert_eq!(DirectIo::Auto.resolve(0), DirectIo::Off);
+    let huge = DirectIo::Auto.resolve(u64::MAX);
+    if std::path::Path::new("/proc/meminfo").exists() {
+        assert_eq!(huge, DirectIo::On);
+    } else {
+        assert_eq!(huge, DirectIo::Off, "no way to tell the memory available");
+    }
+}

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -26,7 +26,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use dg_contract::{Dedup, Diagnostics, InputFile, ParquetBatches, ReadOptions, Table, read_file};
+use dg_contract::{
+    Dedup, Diagnostics, DirectIo, Format, InputFile, ParquetBatches, ReadAhead, ReadOptions, Table,
+    read_file,
+};
 
 /// Batches in flight between a JSON Lines reading thread and the query.
 const CHANNEL_DEPTH: usize = 2;
@@ -55,6 +58,8 @@ impl ContractTable {
         opts: ReadOptions,
         diag: Arc<Diagnostics>,
     ) -> Self {
+        let mut opts = opts;
+        opts.direct_io = opts.direct_io.resolve(files.iter().map(|f| f.size).sum());
         ContractTable {
             table,
             files,
@@ -71,24 +76,36 @@ impl ContractTable {
 /// The files of one scan, handed out largest first to whichever partition asks next. A
 /// partition that is done takes the next file instead of idling while another works through a
 /// fixed share (the time a file takes varies with its text, not only its size); the last files
-/// handed out are the smallest, so the partitions finish close together.
+/// handed out are the smallest, so the partitions finish close together. When Parquet is read
+/// past the page cache, handing out a file starts reading the first row group of the file
+/// handed out next (whichever partition takes it), so that no file starts with a wait.
 struct FileQueue {
     files: Vec<InputFile>,
-    next: AtomicUsize,
+    /// The next file to hand out, and the read-ahead started for it.
+    next: Mutex<(usize, Option<ReadAhead>)>,
+    read_ahead: bool,
 }
 
 impl FileQueue {
-    fn new(files: &[InputFile]) -> Self {
+    fn new(files: &[InputFile], opts: &ReadOptions) -> Self {
         let mut files = files.to_vec();
         files.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
         FileQueue {
             files,
-            next: AtomicUsize::new(0),
+            next: Mutex::new((0, None)),
+            read_ahead: opts.direct_io == DirectIo::On,
         }
     }
 
-    fn take(&self) -> Option<&InputFile> {
-        self.files.get(self.next.fetch_add(1, Ordering::Relaxed))
+    fn take(&self) -> Option<(&InputFile, Option<ReadAhead>)> {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let file = self.files.get(next.0)?;
+        let ahead = next.1.take();
+        next.0 += 1;
+        next.1 = (self.files.get(next.0))
+            .filter(|f| self.read_ahead && f.format == Format::Parquet)
+            .map(ReadAhead::start);
+        Some((file, ahead))
     }
 }
 
@@ -110,7 +127,7 @@ impl TableProvider for ContractTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let dedup = Arc::new(Dedup::default());
-        let queue = Arc::new(FileQueue::new(&self.files));
+        let queue = Arc::new(FileQueue::new(&self.files, &self.opts));
         let n = state
             .config()
             .target_partitions()
@@ -183,8 +200,9 @@ impl PartitionReader {
     async fn next(&mut self) -> Option<Result<RecordBatch>> {
         while !self.stopped {
             let Some(source) = self.source.as_mut() else {
-                let file = self.queue.take()?.clone();
-                self.source = Some(self.open(file));
+                let (file, ahead) = self.queue.take()?;
+                let file = file.clone();
+                self.source = Some(self.open(file, ahead));
                 continue;
             };
             let item = match source {
@@ -206,7 +224,7 @@ impl PartitionReader {
         None
     }
 
-    fn open(&self, file: InputFile) -> Source {
+    fn open(&self, file: InputFile, ahead: Option<ReadAhead>) -> Source {
         let (table, opts, diag, dedup) = (
             self.table,
             self.opts.clone(),
@@ -215,7 +233,7 @@ impl PartitionReader {
         );
         if let Some(batches) = ParquetBatches::new(table, &file, &opts, diag.clone(), dedup.clone())
         {
-            return Source::Pull(Box::new(batches));
+            return Source::Pull(Box::new(batches.with_read_ahead(ahead)));
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
         let err_tx = tx.clone();
