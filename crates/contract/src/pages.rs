@@ -122,7 +122,7 @@ pub(crate) fn read_direct(path: &std::path::Path, pos: u64, len: usize) -> std::
     let start = pos & !(ALIGN - 1);
     let end = (pos + len as u64).div_ceil(ALIGN) * ALIGN;
     let span = (end - start) as usize;
-    let mut buf = spare_buffer(span + ALIGN as usize);
+    let mut buf = POOL.take(span + ALIGN as usize);
     let skew = buf.as_ptr().align_offset(ALIGN as usize);
     let mut done = 0usize;
     while done < span {
@@ -166,52 +166,68 @@ pub(crate) fn read_direct(path: &std::path::Path, pos: u64, len: usize) -> std::
         std::ptr::write_bytes(buf.as_mut_ptr(), 0, skew);
         buf.set_len(skew + done);
     }
-    Ok(Bytes::from_owner(Spare(buf)).slice(skew + from..skew + from + len))
+    Ok(POOL.share(buf).slice(skew + from..skew + from + len))
 }
 
 /// Buffers of row groups read past the page cache, kept for the next ones: a new buffer of
 /// tens of megabytes is mapped afresh by the allocator, and the kernel faults in and zeroes
 /// every page of it — which cost about as much as the copy that reading past the page cache
 /// saves.
-#[cfg(target_os = "linux")]
-static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+struct BufferPool {
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Buffers kept at most.
+    keep: usize,
+}
 
-/// Spare buffers kept: a row group being decoded and one being read per reading core, and
-/// the next file's first.
+/// The pool of [`read_direct`]: six buffers, a row group being decoded and one being read
+/// per reading core, and the next file's first.
 #[cfg(target_os = "linux")]
-const SPARE_BUFFERS: usize = 6;
+static POOL: BufferPool = BufferPool::new(6);
 
-/// An empty buffer of at least `capacity` bytes, a spare one if one is large enough.
-#[cfg(target_os = "linux")]
-fn spare_buffer(capacity: usize) -> Vec<u8> {
-    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-    match spare.iter().position(|b| b.capacity() >= capacity) {
-        Some(i) => {
-            let mut buf = spare.swap_remove(i);
-            buf.clear();
-            buf
+impl BufferPool {
+    const fn new(keep: usize) -> Self {
+        BufferPool {
+            spare: std::sync::Mutex::new(Vec::new()),
+            keep,
         }
-        None => Vec::with_capacity(capacity),
+    }
+
+    /// An empty buffer of at least `capacity` bytes, a spare one if one is large enough.
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        match spare.iter().position(|b| b.capacity() >= capacity) {
+            Some(i) => {
+                let mut buf = spare.swap_remove(i);
+                buf.clear();
+                buf
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// `buf` as shared bytes that go back to this pool once no slice of them is left.
+    fn share(&'static self, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Spare { buf, pool: self })
     }
 }
 
-/// A buffer that goes back to [`SPARE`] once no page refers to it.
-#[cfg(target_os = "linux")]
-struct Spare(Vec<u8>);
+/// A buffer that goes back to its pool when dropped.
+struct Spare {
+    buf: Vec<u8>,
+    pool: &'static BufferPool,
+}
 
-#[cfg(target_os = "linux")]
 impl AsRef<[u8]> for Spare {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.buf
     }
 }
 
-#[cfg(target_os = "linux")]
 impl Drop for Spare {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-        if spare.len() < SPARE_BUFFERS {
+        let buf = std::mem::take(&mut self.buf);
+        let mut spare = self.pool.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < self.pool.keep {
             spare.push(buf);
         }
     }
@@ -1185,7 +1201,7 @@ mod tests {
 
     /// Reads past the page cache return exactly the bytes asked for, at any offset and
     /// length (the device reads whole aligned blocks around them), up to the file's end;
-    /// past it they fail. Their buffers are used again once no slice holds them.
+    /// past it they fail.
     #[test]
     fn direct_reads_give_the_bytes_asked_for() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -1213,18 +1229,37 @@ mod tests {
         }
         assert!(read_direct(f.path(), n - 10, 11).is_err());
         assert!(read_direct(f.path(), n + 4096, 1).is_err());
-        #[cfg(target_os = "linux")]
-        {
-            let first = read_direct(f.path(), 0, data.len()).unwrap();
-            let at = first.as_ptr() as usize;
-            drop(first);
-            // Another test may take the spare buffer first: the next few reads find it.
-            let reused = (0..SPARE_BUFFERS + 1).any(|_| {
-                let b = read_direct(f.path(), 0, data.len()).unwrap();
-                b.as_ptr() as usize == at
-            });
-            assert!(reused, "a dropped buffer is used again");
-        }
+    }
+
+    /// A buffer comes back to its pool when the last slice of it drops, and is handed out
+    /// again for any size it holds; the pool keeps at most its number of buffers.
+    #[test]
+    fn buffers_return_to_their_pool_when_no_slice_is_left() {
+        let pool: &'static BufferPool = Box::leak(Box::new(BufferPool::new(2)));
+        let mut buf = pool.take(1000);
+        let at = buf.as_ptr();
+        buf.extend_from_slice(&[7; 1000]);
+        let bytes = pool.share(buf);
+        let slice = bytes.slice(10..20);
+        drop(bytes);
+        assert_eq!(
+            pool.spare.lock().unwrap().len(),
+            0,
+            "a slice still holds it"
+        );
+        assert_eq!(&slice[..], &[7; 10]);
+        drop(slice);
+        assert_eq!(pool.spare.lock().unwrap().len(), 1);
+        let again = pool.take(500);
+        assert_eq!(
+            (again.as_ptr(), again.len()),
+            (at, 0),
+            "the same buffer, emptied"
+        );
+        assert!(pool.take(5000).capacity() >= 5000, "too small: a new one");
+        let kept: Vec<Bytes> = (0..3).map(|_| pool.share(pool.take(10))).collect();
+        drop(kept);
+        assert_eq!(pool.spare.lock().unwrap().len(), 2);
     }
 
     /// A loaded range hands out the slices it covers, nothing else.

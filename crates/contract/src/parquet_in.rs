@@ -183,11 +183,14 @@ type Pending = std::thread::JoinHandle<Option<pages::Loaded>>;
 const MAX_LOADED: u64 = 512 << 20;
 
 /// Starts reading the bytes `lo..hi` of the file at `path` past the page cache.
-fn read_ahead(path: PathBuf, (lo, hi): (u64, u64)) -> Option<Pending> {
-    spawn_read(move || {
-        let bytes = pages::read_direct(&path, lo, usize::try_from(hi - lo).ok()?).ok()?;
-        Some(pages::Loaded { base: lo, bytes })
-    })
+fn read_ahead(path: PathBuf, span: (u64, u64)) -> Option<Pending> {
+    spawn_read(move || load(&path, span))
+}
+
+/// The bytes `lo..hi` of the file at `path`, read past the page cache.
+fn load(path: &Path, (lo, hi): (u64, u64)) -> Option<pages::Loaded> {
+    let bytes = pages::read_direct(path, lo, usize::try_from(hi - lo).ok()?).ok()?;
+    Some(pages::Loaded { base: lo, bytes })
 }
 
 fn spawn_read(read: impl FnOnce() -> Option<pages::Loaded> + Send + 'static) -> Option<Pending> {
@@ -220,10 +223,9 @@ impl ReadAhead {
                     return None;
                 }
                 let leaves: Vec<usize> = (0..meta.row_group(0).num_columns()).collect();
-                let (lo, hi) = pages::row_group_span(&meta, 0, &leaves)
+                let span = pages::row_group_span(&meta, 0, &leaves)
                     .filter(|(lo, hi)| hi - lo <= MAX_LOADED)?;
-                let bytes = pages::read_direct(&path, lo, usize::try_from(hi - lo).ok()?).ok()?;
-                Some(pages::Loaded { base: lo, bytes })
+                load(&path, span)
             }
         });
         ReadAhead { path, pending }
