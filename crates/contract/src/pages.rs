@@ -120,7 +120,16 @@ pub(crate) fn read_direct(path: &std::path::Path, pos: u64, len: usize) -> std::
         Err(e) => return Err(e),
     };
     let start = pos & !(ALIGN - 1);
-    let end = (pos + len as u64).div_ceil(ALIGN) * ALIGN;
+    // Offsets from damaged metadata may be anywhere: beyond what `pread` takes is an error.
+    let end = (pos.checked_add(len as u64))
+        .and_then(|end| end.checked_next_multiple_of(ALIGN))
+        .filter(|&end| libc::off_t::try_from(end).is_ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{len} bytes at {pos} is beyond what the system can read"),
+            )
+        })?;
     let span = (end - start) as usize;
     let mut buf = POOL.take(span + ALIGN as usize);
     let skew = buf.as_ptr().align_offset(ALIGN as usize);
@@ -1229,6 +1238,9 @@ mod tests {
         }
         assert!(read_direct(f.path(), n - 10, 11).is_err());
         assert!(read_direct(f.path(), n + 4096, 1).is_err());
+        // Offsets no file can have (damaged metadata) are errors, not overflows.
+        assert!(read_direct(f.path(), u64::MAX - 5, 3).is_err());
+        assert!(read_direct(f.path(), i64::MAX as u64, 1).is_err());
     }
 
     /// A buffer comes back to its pool when the last slice of it drops, and is handed out
