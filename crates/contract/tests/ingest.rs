@@ -423,10 +423,11 @@ fn directories_are_read_in_name_order_skipping_hidden_files() {
 }
 
 /// Damaged bytes in a Parquet file's pages, in each codec the contract's page reader handles
-/// and one it leaves to the `parquet` crate: every read ends as rows, quarantined rows or one
-/// error naming the file, never a panic.
+/// and one it leaves to the `parquet` crate, read through the page cache or past it: every
+/// read ends as rows, quarantined rows or one error naming the file, never a panic.
 #[test]
 fn damaged_parquet_pages_never_crash_the_reader() {
+    use dg_contract::DirectIo;
     use parquet::basic::Compression;
     let f = Fixture::new();
     let (good, _) = load_ok(
@@ -465,7 +466,12 @@ fn damaged_parquet_pages_never_crash_the_reader() {
             bad[at] ^= 1 << ((x >> 32) % 8);
             let path = f.write(&format!("bad-{i}.parquet"), &bad);
             let diag = Diagnostics::new(f.quarantine());
-            if let Err(e) = load(Table::Exchanges, &path, &ReadOptions::default(), &diag) {
+            // Every other file read past the page cache, row groups whole.
+            let opts = ReadOptions {
+                direct_io: [DirectIo::Off, DirectIo::On][i % 2],
+                ..ReadOptions::default()
+            };
+            if let Err(e) = load(Table::Exchanges, &path, &opts, &diag) {
                 assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
                 errors += 1;
             }
