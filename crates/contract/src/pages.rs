@@ -19,7 +19,7 @@ use parquet::arrow::arrow_reader::RowGroups;
 use parquet::basic::{Compression, Encoding};
 use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData, RowGroupMetaData};
 
 /// Whether every column chunk of row group `rg` among `leaves` (leaf column indices) is in a
 /// codec this module decompresses.
@@ -86,17 +86,30 @@ pub(crate) fn row_group_span(
     let group = meta.row_group(rg);
     let (mut lo, mut hi) = (u64::MAX, 0u64);
     for &i in leaves {
-        let col = group.columns().get(i)?;
-        let start = col
-            .dictionary_page_offset()
-            .filter(|&d| d > 0)
-            .unwrap_or(col.data_page_offset());
-        let start = u64::try_from(start).ok()?;
-        let end = start.checked_add(u64::try_from(col.compressed_size()).ok()?)?;
+        let (start, end) = chunk_range(group.columns().get(i)?)?;
         lo = lo.min(start);
         hi = hi.max(end);
     }
     (lo < hi).then_some((lo, hi))
+}
+
+/// The byte range of a column chunk (from its dictionary page, if any), `None` when its offset
+/// or length is negative or their sum overflows (damaged metadata).
+fn chunk_range(col: &ColumnChunkMetaData) -> Option<(u64, u64)> {
+    let start = col
+        .dictionary_page_offset()
+        .filter(|&d| d > 0)
+        .unwrap_or(col.data_page_offset());
+    let start = u64::try_from(start).ok()?;
+    Some((
+        start,
+        start.checked_add(u64::try_from(col.compressed_size()).ok()?)?,
+    ))
+}
+
+/// `len` bytes at `pos` of the file at `path`, read through the page cache.
+fn read_buffered(path: &std::path::Path, pos: u64, len: usize) -> std::io::Result<Bytes> {
+    read_at(&File::open(path)?, pos, len).map_err(std::io::Error::other)
 }
 
 /// Reads `len` bytes at `pos` of the file at `path` past the page cache (`O_DIRECT`): the
@@ -113,10 +126,7 @@ pub(crate) fn read_direct(path: &std::path::Path, pos: u64, len: usize) -> std::
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            let f = File::open(path)?;
-            return read_at(&f, pos, len).map_err(std::io::Error::other);
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return read_buffered(path, pos, len),
         Err(e) => return Err(e),
     };
     let start = pos & !(ALIGN - 1);
@@ -154,8 +164,7 @@ pub(crate) fn read_direct(path: &std::path::Path, pos: u64, len: usize) -> std::
                     continue;
                 }
                 if e.raw_os_error() == Some(libc::EINVAL) {
-                    let f = File::open(path)?;
-                    return read_at(&f, pos, len).map_err(std::io::Error::other);
+                    return read_buffered(path, pos, len);
                 }
                 return Err(e);
             }
@@ -182,6 +191,7 @@ pub(crate) fn read_direct(path: &std::path::Path, pos: u64, len: usize) -> std::
 /// tens of megabytes is mapped afresh by the allocator, and the kernel faults in and zeroes
 /// every page of it — which cost about as much as the copy that reading past the page cache
 /// saves.
+#[cfg(any(target_os = "linux", test))]
 struct BufferPool {
     spare: std::sync::Mutex<Vec<Vec<u8>>>,
     /// Buffers kept at most.
@@ -193,6 +203,7 @@ struct BufferPool {
 #[cfg(target_os = "linux")]
 static POOL: BufferPool = BufferPool::new(6);
 
+#[cfg(any(target_os = "linux", test))]
 impl BufferPool {
     const fn new(keep: usize) -> Self {
         BufferPool {
@@ -221,17 +232,20 @@ impl BufferPool {
 }
 
 /// A buffer that goes back to its pool when dropped.
+#[cfg(any(target_os = "linux", test))]
 struct Spare {
     buf: Vec<u8>,
     pool: &'static BufferPool,
 }
 
+#[cfg(any(target_os = "linux", test))]
 impl AsRef<[u8]> for Spare {
     fn as_ref(&self) -> &[u8] {
         &self.buf
     }
 }
 
+#[cfg(any(target_os = "linux", test))]
 impl Drop for Spare {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
@@ -245,7 +259,7 @@ impl Drop for Spare {
 /// Without `O_DIRECT`: an ordinary read.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn read_direct(path: &std::path::Path, pos: u64, len: usize) -> std::io::Result<Bytes> {
-    read_at(&File::open(path)?, pos, len).map_err(std::io::Error::other)
+    read_buffered(path, pos, len)
 }
 
 impl RowGroups for RowGroupPages {
@@ -259,16 +273,11 @@ impl RowGroups for RowGroupPages {
             return Err(general(format!("no column {i} in row group {}", self.rg)));
         }
         let col = group.column(i);
-        let start = col
-            .dictionary_page_offset()
-            .filter(|&d| d > 0)
-            .unwrap_or(col.data_page_offset());
-        let len = col.compressed_size();
-        if start < 0 || len < 0 {
-            return Err(general(format!(
-                "column chunk {i} has a negative offset or length"
-            )));
-        }
+        let (start, end) = chunk_range(col).ok_or_else(|| {
+            general(format!(
+                "column chunk {i} has a negative or overflowing offset or length"
+            ))
+        })?;
         let codec = match col.compression() {
             Compression::LZ4_RAW => Codec::Lz4Raw,
             Compression::ZSTD(_) => Codec::Zstd,
@@ -278,8 +287,8 @@ impl RowGroups for RowGroupPages {
         let pages = ChunkPages {
             file: self.file.try_clone()?,
             loaded: self.loaded.clone(),
-            pos: start as u64,
-            end: start as u64 + len as u64,
+            pos: start,
+            end,
             codec,
             zstd: None,
             next: None,

@@ -23,7 +23,7 @@ use parquet::arrow::arrow_reader::{
     ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::{FieldLevels, parquet_to_arrow_field_levels};
-use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use crate::diag::{BadReason, Location, Raw};
 use crate::error::IngestError;
@@ -182,6 +182,12 @@ type Pending = std::thread::JoinHandle<Option<pages::Loaded>>;
 /// cache (two row groups per reading core are in memory at once).
 const MAX_LOADED: u64 = 512 << 20;
 
+/// The byte range of row group `rg`'s columns `leaves`, if it is read whole (at most
+/// [`MAX_LOADED`] bytes).
+fn loadable_span(meta: &ParquetMetaData, rg: usize, leaves: &[usize]) -> Option<(u64, u64)> {
+    pages::row_group_span(meta, rg, leaves).filter(|(lo, hi)| hi - lo <= MAX_LOADED)
+}
+
 /// Starts reading the bytes `lo..hi` of the file at `path` past the page cache.
 fn read_ahead(path: PathBuf, span: (u64, u64)) -> Option<Pending> {
     spawn_read(move || load(&path, span))
@@ -223,9 +229,7 @@ impl ReadAhead {
                     return None;
                 }
                 let leaves: Vec<usize> = (0..meta.row_group(0).num_columns()).collect();
-                let span = pages::row_group_span(&meta, 0, &leaves)
-                    .filter(|(lo, hi)| hi - lo <= MAX_LOADED)?;
-                load(&path, span)
+                load(&path, loadable_span(&meta, 0, &leaves)?)
             }
         });
         ReadAhead { path, pending }
@@ -377,22 +381,20 @@ impl ParquetCursor {
         if !self.direct {
             return None;
         }
-        let span = |me: &Self, rg: usize| {
-            pages::row_group_span(me.meta.metadata(), rg, &me.leaves)
-                .filter(|(lo, hi)| hi - lo <= MAX_LOADED)
-        };
+        let meta = self.meta.metadata();
+        let span = loadable_span(meta, rg, &self.leaves);
         let this = match self.ahead.take() {
             Some((at, pending)) if at == rg => Some(pending),
-            _ => span(self, rg).and_then(|s| read_ahead(self.path.clone(), s)),
+            _ => span.and_then(|s| read_ahead(self.path.clone(), s)),
         };
-        if rg + 1 < self.meta.metadata().num_row_groups() {
-            self.ahead = span(self, rg + 1)
+        if rg + 1 < meta.num_row_groups() {
+            self.ahead = loadable_span(meta, rg + 1, &self.leaves)
                 .and_then(|s| read_ahead(self.path.clone(), s))
                 .map(|p| (rg + 1, p));
         }
         let loaded = this?.join().ok()??;
         // A read-ahead of the whole row group covers the projected columns' span.
-        let (lo, hi) = span(self, rg)?;
+        let (lo, hi) = span?;
         (loaded.base <= lo && loaded.base + loaded.bytes.len() as u64 >= hi).then_some(loaded)
     }
 
