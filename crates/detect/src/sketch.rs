@@ -115,7 +115,7 @@ impl<V: Clone> BottomK<V> {
 
     /// MinHash estimate of the Jaccard similarity of two sets from their bottom-k sketches.
     pub fn jaccard(&self, other: &BottomK<V>) -> f64 {
-        let k = (self.k.min(other.k) as usize).min(self.entries.len().max(other.entries.len()));
+        let k = union_k(self.k, other.k, self.entries.len(), other.entries.len());
         if k == 0 {
             return 0.0;
         }
@@ -154,8 +154,7 @@ impl<V> BottomK<V> {
     /// An upper bound on `self.jaccard(other)` from `other` folded: walks this sketch only.
     pub fn jaccard_at_most(&self, other: &Folded) -> f64 {
         // The estimate's denominator: the union always has this many hashes to walk.
-        let k =
-            usize::from(self.k.min(other.k)).min(self.entries.len().max(usize::from(other.len)));
+        let k = union_k(self.k, other.k, self.entries.len(), usize::from(other.len));
         if k == 0 {
             return 0.0;
         }
@@ -168,6 +167,12 @@ impl<V> BottomK<V> {
             .count();
         maybe_shared.min(k) as f64 / k as f64
     }
+}
+
+/// How many of the smallest hashes of the union of two sketches (of sizes `ka`, `kb`, holding
+/// `la`, `lb` entries) the Jaccard estimate looks at: its denominator.
+fn union_k(ka: u16, kb: u16, la: usize, lb: usize) -> usize {
+    usize::from(ka.min(kb)).min(la.max(lb))
 }
 
 const FOLDED_WORDS: usize = 15;
