@@ -88,6 +88,8 @@ pub struct Indicator {
     pub infrastructure: bool,
     /// Too common for pairwise links but held almost only by suspicious accounts.
     pub campaign_wide: bool,
+    /// For a payment instrument: the distinct billing countries its holders claim.
+    pub billing_countries: usize,
 }
 
 /// The linking result.
@@ -211,6 +213,7 @@ impl<S: std::hash::BuildHasher> IndicatorIds<S> {
                 rarity: 0.0,
                 infrastructure: false,
                 campaign_wide: false,
+                billing_countries: 0,
             });
             next
         };
@@ -275,6 +278,23 @@ pub fn link(
         ind.rarity = ((n as f64 / df as f64).ln() / ln_n).clamp(0.0, 1.0);
         ind.infrastructure =
             df > cap || (ind.kind == Kind::EmailDomain && public.contains(&ind.value));
+        // A payment instrument has one billing address: accounts that share one while
+        // claiming different billing countries misstate at least one of them. However many
+        // accounts hold it, and however few accounts the input has, that is no coincidence.
+        if ind.kind == Kind::Payment {
+            let mut countries: Vec<&str> = ind
+                .accounts
+                .iter()
+                .filter_map(|&a| facts[a as usize].billing_country.as_deref())
+                .collect();
+            countries.sort_unstable();
+            countries.dedup();
+            ind.billing_countries = countries.len();
+            if countries.len() >= 2 {
+                ind.rarity = 1.0;
+                ind.infrastructure = false;
+            }
+        }
     }
 
     tracing::debug!(
@@ -375,44 +395,56 @@ pub fn link(
             groups.entry(e.hash).or_default().push(a as u32);
         }
     }
+    groups.retain(|_, members| members.len() >= 2);
     let mut keys: Vec<u64> = groups.keys().copied().collect();
     keys.sort_unstable();
+    // The reference must be suspicious, itself or as the mean of what it is already linked to
+    // (an aged hydra account looks ordinary on its own, not once a card billed in several
+    // countries ties it to the hydra's young ones); members need only share its pool (an
+    // ordinary customer does not rotate through the same tens of proxy exits). Joining pools
+    // can make another pool's member eligible, so this runs until nothing new joins; each
+    // (member, reference) pair is compared once.
+    let mut tested: std::collections::HashSet<(u32, u32)> = std::collections::HashSet::new();
     let mut pool_links = 0usize;
-    for k in keys {
-        let members = &groups[&k];
-        if members.len() < 2 {
-            continue;
-        }
-        // The reference must be suspicious itself; members need only share its pool (an
-        // ordinary customer does not rotate through the same tens of proxy exits).
-        let Some(reference) = members
-            .iter()
-            .copied()
-            .filter(|&m| suspicion[m as usize] >= c.wide_member_suspicion)
-            .max_by_key(|&m| {
-                (
-                    profiles[m as usize].ips.entries().len(),
-                    std::cmp::Reverse(m),
-                )
-            })
-        else {
-            continue;
-        };
-        for &m in members {
-            if m == reference {
+    loop {
+        let linked_suspicion = component_suspicion(&mut uf, suspicion);
+        let mut joined = false;
+        for k in &keys {
+            let members = &groups[k];
+            let Some(reference) = members
+                .iter()
+                .copied()
+                .filter(|&m| linked_suspicion[m as usize] >= c.wide_member_suspicion)
+                .max_by_key(|&m| {
+                    (
+                        profiles[m as usize].ips.entries().len(),
+                        std::cmp::Reverse(m),
+                    )
+                })
+            else {
                 continue;
+            };
+            for &m in members {
+                let pair = (m.min(reference), m.max(reference));
+                if m == reference || !tested.insert(pair) {
+                    continue;
+                }
+                let j = profiles[m as usize]
+                    .ips
+                    .jaccard(&profiles[reference as usize].ips);
+                if j >= c.pool_min_jaccard {
+                    joined |= uf.find(m) != uf.find(reference);
+                    uf.union(m, reference);
+                    let mut g = [0.0; 5];
+                    g[Group::Network as usize] = j as f32;
+                    tracing::trace!(a = m, b = reference, j, "pool edge");
+                    accepted.push((pair.0, pair.1, g));
+                    pool_links += 1;
+                }
             }
-            let j = profiles[m as usize]
-                .ips
-                .jaccard(&profiles[reference as usize].ips);
-            if j >= c.pool_min_jaccard {
-                uf.union(m, reference);
-                let mut g = [0.0; 5];
-                g[Group::Network as usize] = j as f32;
-                tracing::trace!(a = m, b = reference, j, "pool edge");
-                accepted.push((m.min(reference), m.max(reference), g));
-                pool_links += 1;
-            }
+        }
+        if !joined {
+            break;
         }
     }
     tracing::debug!(pool_links, "address-pool links");
@@ -482,6 +514,25 @@ pub fn link(
         candidate_pairs,
         edges,
     }
+}
+
+/// Each account's suspicion, or the mean suspicion of its current component when that is
+/// higher.
+fn component_suspicion(uf: &mut UnionFind, suspicion: &[f64]) -> Vec<f64> {
+    let roots: Vec<u32> = (0..suspicion.len() as u32).map(|a| uf.find(a)).collect();
+    let mut sums = vec![(0.0f64, 0usize); suspicion.len()];
+    for (a, &r) in roots.iter().enumerate() {
+        sums[r as usize].0 += suspicion[a];
+        sums[r as usize].1 += 1;
+    }
+    roots
+        .iter()
+        .enumerate()
+        .map(|(a, &r)| {
+            let (sum, k) = sums[r as usize];
+            suspicion[a].max(sum / k as f64)
+        })
+        .collect()
 }
 
 /// An accepted pair of accounts (the smaller index first) and its weight per evidence group.
@@ -725,6 +776,7 @@ mod tests {
                     rarity: 0.1 + next(90) as f64 / 100.0,
                     infrastructure: v % 97 == 0,
                     campaign_wide: false,
+                    billing_countries: 0,
                 }
             })
             .collect();
@@ -787,6 +839,87 @@ mod tests {
             .find(|i| i.value == "192.0.2.10")
             .unwrap();
         assert!(nat.infrastructure);
+    }
+
+    fn billed_in(payment: &str, country: &str) -> AccountFacts {
+        AccountFacts {
+            payment: Some(payment.into()),
+            billing_country: Some(country.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_card_billed_in_several_countries_links_its_holders_in_a_small_input() {
+        // 60 accounts: too few for a card held by four to be rare by frequency alone.
+        let (mut p, mut f) = population(60);
+        for (k, country) in ["US", "DE", "JP", "US"].into_iter().enumerate() {
+            p.push(account(
+                &[&*format!("203.0.113.{}", 10 + k)],
+                &[40 + k as i64],
+            ));
+            f.push(billed_in("pf-hydra", country));
+        }
+        // An office card: four accounts, one billing country, nothing else shared.
+        for k in 0..4 {
+            p.push(account(
+                &[&*format!("203.0.113.{}", 50 + k)],
+                &[200 + 30 * k],
+            ));
+            f.push(billed_in("pf-office", "FR"));
+        }
+        let links = link(&p, &f, &vec![0.0; p.len()], &LinkConfig::default());
+        let cl = links.cluster_of[60].expect("card holders linked");
+        assert_eq!(links.clusters[cl as usize], vec![60, 61, 62, 63]);
+        assert!(links.cluster_of[64..].iter().all(|c| c.is_none()));
+        let card = |v: &str| links.indicators.iter().find(|i| i.value == v).unwrap();
+        assert_eq!(card("pf-hydra").billing_countries, 3);
+        assert_eq!(card("pf-hydra").rarity, 1.0);
+        assert_eq!(card("pf-office").billing_countries, 1);
+        assert!(card("pf-office").rarity < 0.9);
+    }
+
+    #[test]
+    fn a_pool_joins_through_what_its_reference_is_already_linked_to() {
+        let (mut p, mut f) = population(200);
+        let pool = |base: u32| -> Vec<&'static str> {
+            (0..12)
+                .map(|i| &*Box::leak(format!("100.{base}.0.{i}").into_boxed_str()))
+                .collect()
+        };
+        let (p1, p2, p3) = (pool(1), pool(2), pool(3));
+        // 200: suspicious, pool 1. 201: ordinary, pool 1, card with 202 (billed US and DE).
+        // 202: ordinary, pool 2. 203: ordinary, pool 2. 204, 205: ordinary, pool 3 only.
+        let rows = [
+            (&p1, None),
+            (&p1, Some("US")),
+            (&p2, Some("DE")),
+            (&p2, None),
+            (&p3, None),
+            (&p3, None),
+        ];
+        for (k, (ips, card)) in rows.into_iter().enumerate() {
+            // Never active at the same time: no lockstep.
+            let hours: Vec<i64> = (0..24).map(|h| 1_000 + 200 * k as i64 + h).collect();
+            p.push(account(ips, &hours));
+            f.push(match card {
+                Some(country) => billed_in("pf-1", country),
+                None => AccountFacts::default(),
+            });
+        }
+        let mut suspicion = vec![0.0; p.len()];
+        suspicion[200] = 0.6;
+        for s in &mut suspicion[201..] {
+            *s = 0.1;
+        }
+        let links = link(&p, &f, &suspicion, &LinkConfig::default());
+        let cl = links.cluster_of[200].expect("pool 1 linked");
+        // 203 joins in a second round: 202's component (200, 201, 202) is suspicious on
+        // average, though 202 is not.
+        assert_eq!(links.clusters[cl as usize], vec![200, 201, 202, 203]);
+        assert!(links.cluster_of[204].is_none() && links.cluster_of[205].is_none());
+        // Each pool pair is an edge once, however many of its addresses group it.
+        assert_eq!(links.edges, 3);
     }
 
     #[test]

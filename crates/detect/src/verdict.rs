@@ -51,6 +51,10 @@ pub struct SharedIndicator {
     /// Accounts in the whole input that have it.
     pub accounts_overall: usize,
     pub rarity: f64,
+    /// For a payment instrument: how many billing countries its holders claim (more than one
+    /// is itself a misstatement, and links them however common the card).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billing_countries: Option<usize>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -142,6 +146,8 @@ fn shared_indicators(links: &Links, members: &[u32], limit: usize) -> Vec<Shared
                 accounts: k,
                 accounts_overall: ind.accounts.len(),
                 rarity: (ind.rarity * 1000.0).round() / 1000.0,
+                billing_countries: (ind.kind == crate::link::Kind::Payment)
+                    .then_some(ind.billing_countries),
             })
         })
         .collect();
@@ -249,7 +255,14 @@ pub fn decide(
         let top_links: Vec<String> = indicators
             .iter()
             .take(2)
-            .map(|i| format!("shares {} with {} accounts", i.kind, i.accounts - 1))
+            .map(|i| match i.billing_countries {
+                Some(k) if k >= 2 => format!(
+                    "shares {} with {} accounts, billed in {k} countries",
+                    i.kind,
+                    i.accounts - 1
+                ),
+                _ => format!("shares {} with {} accounts", i.kind, i.accounts - 1),
+            })
             .collect();
         let strong_traits: Vec<String> = trait_means
             .iter()

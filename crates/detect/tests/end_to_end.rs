@@ -122,6 +122,23 @@ fn unseen_seeds_and_settings_meet_the_quality_targets() {
 }
 
 #[test]
+fn small_evasive_hydras_meet_the_quality_targets() {
+    // A few hundred accounts, a hydra of 26 to 39: too few accounts for a card shared by
+    // five to be rare by frequency alone, and the hydra's exits are geo-targeted, so each
+    // claimed country's accounts form their own pool. Before cards billed in several countries
+    // linked at full weight, these gave recall 0.88 and 0.65. (Seeds 77 and 202 at × 0.2 were
+    // used to find the cause; these were not.)
+    assert_targets(
+        "evasive seed 303 ×0.2",
+        &scenario_report("evasive", 0.2, Some(303)),
+    );
+    assert_targets(
+        "evasive seed 404 ×0.3",
+        &scenario_report("evasive", 0.3, Some(404)),
+    );
+}
+
+#[test]
 fn one_file_or_many_partitions_give_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -354,8 +354,12 @@ fn campaign_section(
     for i in &c.shared_indicators {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            "<tr><td>{}{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
             esc(i.kind),
+            match i.billing_countries {
+                Some(k) if k >= 2 => format!(" (billed in {k} countries)"),
+                _ => String::new(),
+            },
             esc(&i.value),
             num(i.accounts as u64),
             num(i.accounts_overall as u64),
