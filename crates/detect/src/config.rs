@@ -37,8 +37,9 @@ pub struct LinkConfig {
     pub w_client: f64,
     pub w_system_prompt: f64,
     pub w_template: f64,
-    /// Weight of lockstep timing (Jaccard of active 10-minute buckets) between accounts
-    /// already sharing some value; counts from `lockstep_min_jaccard` upward.
+    /// Weight of lockstep timing between accounts already sharing some value: the Jaccard of
+    /// their active 10-minute buckets minus what two independent accounts as busy would
+    /// share by chance; counts from `lockstep_min_jaccard` upward, fully from 0.5.
     pub w_lockstep: f64,
     pub lockstep_min_jaccard: f64,
     /// Accounts created in the same window of this many minutes share a "sign-up burst".

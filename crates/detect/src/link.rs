@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use crate::config::LinkConfig;
-use crate::profile::{Profile, with_prefix};
+use crate::profile::{BUCKET_MICROS, Profile, with_prefix};
 use crate::sketch::Folded;
 use crate::traits::AccountFacts;
 
@@ -313,16 +313,25 @@ pub fn link(
     // `b`'s folded bucket sketch (two cache lines) rules out most pairs that are not in
     // lockstep before `b`'s sketch is read; `a`'s stays in cache across its partners.
     let folded: Vec<Folded> = profiles.iter().map(|p| p.buckets.fold()).collect();
+    let density = activity_density(profiles);
     let judge = |a: u32, b: u32, mut w: [f32; 5]| {
         let (a, b) = (a as usize, b as usize);
         let base: f64 = w.iter().map(|&x| f64::from(x)).sum();
-        if base < c.edge_threshold
-            && base + c.w_lockstep >= c.edge_threshold
-            && profiles[a].buckets.jaccard_at_most(&folded[b]) >= c.lockstep_min_jaccard
-        {
-            let j = profiles[a].buckets.jaccard(&profiles[b].buckets);
-            if j >= c.lockstep_min_jaccard {
-                w[Group::Timing as usize] = (c.w_lockstep * (j / 0.5).min(1.0)) as f32;
+        if base >= c.edge_threshold || base + c.w_lockstep < c.edge_threshold {
+            return (base >= c.edge_threshold).then_some(w);
+        }
+        // Lockstep is the Jaccard of active buckets beyond chance: two accounts busy around
+        // the clock (a reseller, a batch pipeline) overlap in nearly every bucket whatever
+        // they do, and leave no room to show that they move together. `chance` is the
+        // Jaccard of two independent sets of their densities; sparse accounts have almost
+        // none.
+        let (pa, pb) = (density[a], density[b]);
+        let union = pa + pb - pa * pb;
+        let chance = if union > 0.0 { pa * pb / union } else { 0.0 };
+        if profiles[a].buckets.jaccard_at_most(&folded[b]) >= chance + c.lockstep_min_jaccard {
+            let beyond = profiles[a].buckets.jaccard(&profiles[b].buckets) - chance;
+            if beyond >= c.lockstep_min_jaccard {
+                w[Group::Timing as usize] = (c.w_lockstep * (beyond / 0.5).min(1.0)) as f32;
             }
         }
         let total: f64 = w.iter().map(|&x| f64::from(x)).sum();
@@ -514,6 +523,23 @@ pub fn link(
         candidate_pairs,
         edges,
     }
+}
+
+/// Each account's share of the input's 10-minute buckets in which it was active (the
+/// window runs from the first request of any account to the last).
+fn activity_density(profiles: &[Profile]) -> Vec<f64> {
+    let active = || profiles.iter().filter(|p| p.exchanges > 0);
+    let (Some(first), Some(last)) = (
+        active().map(|p| p.first_ts).min(),
+        active().map(|p| p.last_ts).max(),
+    ) else {
+        return vec![0.0; profiles.len()];
+    };
+    let window = (last.div_euclid(BUCKET_MICROS) - first.div_euclid(BUCKET_MICROS) + 1) as f64;
+    profiles
+        .iter()
+        .map(|p| (p.buckets.distinct() / window).clamp(0.0, 1.0))
+        .collect()
 }
 
 /// Each account's suspicion, or the mean suspicion of its current component when that is
@@ -920,6 +946,48 @@ mod tests {
         assert!(links.cluster_of[204].is_none() && links.cluster_of[205].is_none());
         // Each pool pair is an edge once, however many of its addresses group it.
         assert_eq!(links.edges, 3);
+    }
+
+    /// An account active once in each of these 10-minute buckets.
+    fn active_in(ip: &str, buckets: impl Iterator<Item = i64>) -> Profile {
+        let mut p = Profile::default();
+        for b in buckets {
+            p.add(&Row {
+                ts: b * BUCKET_MICROS,
+                request_id: "r",
+                model: "m",
+                client_ip: ip,
+                ..Default::default()
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn lockstep_counts_beyond_what_busy_accounts_share_by_chance() {
+        // 300 accounts over 500 hours (3,000 buckets).
+        let (mut p, mut f) = population(300);
+        // Two around-the-clock accounts (resellers) sharing a rare address: they overlap in
+        // nearly every bucket because they are always busy, not because they move together.
+        p.push(active_in(
+            "203.0.113.20",
+            (0..3_000).filter(|b| b % 17 != 0),
+        ));
+        p.push(active_in(
+            "203.0.113.20",
+            (0..3_000).filter(|b| b % 19 != 0),
+        ));
+        // Two sparse accounts sharing a rare address, active in the same 40 buckets.
+        for _ in 0..2 {
+            p.push(active_in("203.0.113.30", (0..40).map(|k| 100 + 37 * k)));
+        }
+        for k in 0..4 {
+            f.push(facts(None, &format!("own{k}.example")));
+        }
+        let links = link(&p, &f, &vec![0.0; p.len()], &LinkConfig::default());
+        assert!(links.cluster_of[300].is_none() && links.cluster_of[301].is_none());
+        assert!(links.cluster_of[302].is_some());
+        assert_eq!(links.cluster_of[302], links.cluster_of[303]);
     }
 
     #[test]
