@@ -522,6 +522,7 @@ fn write_account_features(a: &Analysis, path: &Path) -> Result<(), AnalyzeError>
         "active_buckets",
         "mean_max_tokens",
         "output_input_ratio",
+        "around_the_clock",
     ]
     .into_iter()
     .map(String::from)
@@ -532,9 +533,12 @@ fn write_account_features(a: &Analysis, path: &Path) -> Result<(), AnalyzeError>
     let mut last = arrow::array::TimestampMicrosecondBuilder::with_capacity(n);
     let mut cluster = UInt32Builder::with_capacity(n);
     let mut implied = arrow::array::Int32Builder::with_capacity(n);
+    let mut interarrival_cv = Float64Builder::with_capacity(n);
+    let mut burst_share = Float64Builder::with_capacity(n);
     for i in 0..n {
         let p = &a.profiles[i];
         let v = &a.outcome.accounts[i];
+        let rhythm = p.rhythm();
         id.append_value(&a.names[i]);
         verdict.append_value(v.verdict.as_str());
         match v.campaign {
@@ -571,7 +575,10 @@ fn write_account_features(a: &Analysis, path: &Path) -> Result<(), AnalyzeError>
                 0.0
             },
             p.output_tokens as f64 / p.input_tokens.max(1) as f64,
+            rhythm.around_the_clock,
         ];
+        interarrival_cv.append_option(rhythm.interarrival_cv);
+        burst_share.append_option(rhythm.burst_share);
         vals.extend(Trait::ALL.iter().map(|&t| a.traits[i].get(t)));
         for (j, x) in vals.into_iter().enumerate() {
             f64s[j].1.append_value(x);
@@ -603,6 +610,8 @@ fn write_account_features(a: &Analysis, path: &Path) -> Result<(), AnalyzeError>
     for (name, mut b) in f64s {
         cols.push((name, Arc::new(b.finish())));
     }
+    cols.push(("interarrival_cv".into(), Arc::new(interarrival_cv.finish())));
+    cols.push(("burst_share".into(), Arc::new(burst_share.finish())));
     let batch = RecordBatch::try_from_iter(cols).map_err(|e| AnalyzeError::Other(e.to_string()))?;
     let file = File::create(path).map_err(io(path))?;
     let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)

@@ -93,6 +93,24 @@ pub struct Profile {
     pub ja4s: BottomK<String>,
 }
 
+/// How an account's requests are spread in time: evidence for an analyst, not scored.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rhythm {
+    /// Coefficient of variation of the gaps between consecutive active 10-minute buckets:
+    /// near 0 for clockwork, about 1 for random arrivals, above 1 for sessions separated by
+    /// long pauses. `None` under 3 active buckets, or when the account was active in more
+    /// buckets than its sketch keeps (256, about 42 hours): the gaps of a sample are not the
+    /// account's.
+    pub interarrival_cv: Option<f64>,
+    /// Share of requests in the busiest tenth (at least one) of its active buckets: 0.1 when
+    /// spread evenly, towards 1 when most arrive in bursts. From the bucket sample, which
+    /// keeps each kept bucket's exact count. `None` without requests.
+    pub burst_share: Option<f64>,
+    /// Entropy of requests over the 24 UTC hours, divided by its maximum: 1 around the clock,
+    /// 0 in a single hour.
+    pub around_the_clock: f64,
+}
+
 const MAX_MODELS: usize = 64;
 const MAX_DAYS: usize = 4096;
 
@@ -200,6 +218,49 @@ pub fn with_prefix<R>(ip: &str, f: impl FnOnce(&str) -> R) -> R {
 }
 
 impl Profile {
+    pub fn rhythm(&self) -> Rhythm {
+        let entries = self.buckets.entries();
+        let interarrival_cv = (self.buckets.is_complete() && entries.len() >= 3).then(|| {
+            // Buckets are kept as their mix; read them back and order them in time.
+            let mut at: Vec<i64> = entries
+                .iter()
+                .map(|e| crate::hash::unmix(e.hash) as i64)
+                .collect();
+            at.sort_unstable();
+            let gaps: Vec<f64> = at.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+            let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+            let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+            if mean > 0.0 { var.sqrt() / mean } else { 0.0 }
+        });
+        let mut counts: Vec<u64> = entries.iter().map(|e| e.count).collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let total: u64 = counts.iter().sum();
+        let burst_share = (total > 0).then(|| {
+            let top: u64 = counts[..counts.len().div_ceil(10)].iter().sum();
+            top as f64 / total as f64
+        });
+        let all: u64 = self.hours.iter().sum();
+        let around_the_clock = if all == 0 {
+            0.0
+        } else {
+            let h: f64 = self
+                .hours
+                .iter()
+                .filter(|&&n| n > 0)
+                .map(|&n| {
+                    let p = n as f64 / all as f64;
+                    -p * p.ln()
+                })
+                .sum();
+            (h / 24f64.ln()).clamp(0.0, 1.0)
+        };
+        Rhythm {
+            interarrival_cv,
+            burst_share,
+            around_the_clock,
+        }
+    }
+
     pub fn add(&mut self, r: &Row) {
         self.exchanges += 1;
         self.input_tokens += u64::from(r.input_tokens);
@@ -852,6 +913,49 @@ mod tests {
             cjk: 0.9,
             ..Default::default()
         }
+    }
+
+    fn at(times_s: impl IntoIterator<Item = i64>) -> Profile {
+        let mut p = Profile::default();
+        for t in times_s {
+            p.add(&row(t, "10.0.0.1", "r"));
+        }
+        p
+    }
+
+    #[test]
+    fn rhythm_tells_clockwork_from_bursts_and_office_hours_from_around_the_clock() {
+        let hour = 3_600;
+        // One request an hour, on the hour, for four days (before the epoch too).
+        let clock = at((0..96).map(|k| -48 * hour + k * hour)).rhythm();
+        assert!(clock.interarrival_cv.unwrap() < 0.01, "{clock:?}");
+        assert!((clock.burst_share.unwrap() - 0.1).abs() < 0.02, "{clock:?}");
+        assert!(clock.around_the_clock > 0.99, "{clock:?}");
+        // Sessions: on days 0, 1, 5 and 6, 25 requests in the ten minutes from 09:00, then
+        // one every ten minutes until 10:00; one lone request at 15:00 on the other days.
+        let mut t = Vec::new();
+        for day in 0..7 {
+            let nine = day * 24 * hour + 9 * hour;
+            if [0, 1, 5, 6].contains(&day) {
+                t.extend((0..25).map(|k| nine + 20 * k));
+                t.extend((1..6).map(|k| nine + 600 * k));
+            } else {
+                t.push(nine + 6 * hour);
+            }
+        }
+        let bursty = at(t).rhythm();
+        assert!(bursty.interarrival_cv.unwrap() > 1.5, "{bursty:?}");
+        // The busiest tenth of 27 active buckets is three: 75 of 123 requests.
+        assert!(
+            (bursty.burst_share.unwrap() - 75.0 / 123.0).abs() < 1e-9,
+            "{bursty:?}"
+        );
+        assert!(bursty.around_the_clock < 0.3, "{bursty:?}");
+        // More active buckets than the sketch keeps: no inter-arrival figure from a sample.
+        let busy = at((0..600).map(|k| k * 600)).rhythm();
+        assert_eq!(busy.interarrival_cv, None);
+        assert!(busy.burst_share.is_some());
+        assert_eq!(Profile::default().rhythm(), Rhythm::default());
     }
 
     #[test]

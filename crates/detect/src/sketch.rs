@@ -43,6 +43,11 @@ impl<V: Clone> BottomK<V> {
         self.entries.is_empty()
     }
 
+    /// Whether the sketch holds every value seen (it never had to drop one).
+    pub fn is_complete(&self) -> bool {
+        self.entries.len() < self.k as usize
+    }
+
     /// Adds one occurrence of `value` whose hash is `hash`.
     pub fn add(&mut self, hash: u64, value: impl FnOnce() -> V) {
         self.add_n(hash, value, 1)

@@ -88,6 +88,10 @@ pub struct Campaign {
     pub model_pivot: Vec<Pivot>,
     /// Mean of each trait over the members.
     pub traits: Vec<(String, f64)>,
+    /// Shape of use, mean over the members (where an account has the figure): output/input
+    /// token ratio, requested `max_tokens`, inter-arrival CV, burst share, around-the-clock
+    /// (see [`crate::profile::Rhythm`]).
+    pub shape: Vec<(String, f64)>,
     /// Accepted links per evidence group.
     pub link_evidence: Vec<(String, u64)>,
     /// Mean Jaccard of members' active 10-minute buckets (1 = perfect lockstep).
@@ -159,6 +163,41 @@ fn shared_indicators(links: &Links, members: &[u32], limit: usize) -> Vec<Shared
     });
     out.truncate(limit);
     out
+}
+
+/// Mean shape-of-use figures over a cluster's members; an account without a figure (no
+/// `max_tokens` sent, too few or too many active buckets) does not count towards its mean.
+fn shape_means(profiles: &[Profile], members: &[u32]) -> Vec<(String, f64)> {
+    let mut sums = [(0.0f64, 0usize); 5];
+    for &m in members {
+        let p = &profiles[m as usize];
+        let r = p.rhythm();
+        let figures = [
+            (p.input_tokens > 0).then(|| p.output_tokens as f64 / p.input_tokens as f64),
+            (p.max_tokens_n > 0).then(|| p.max_tokens_sum as f64 / p.max_tokens_n as f64),
+            r.interarrival_cv,
+            r.burst_share,
+            (p.exchanges > 0).then_some(r.around_the_clock),
+        ];
+        for (s, f) in sums.iter_mut().zip(figures) {
+            if let Some(x) = f {
+                s.0 += x;
+                s.1 += 1;
+            }
+        }
+    }
+    [
+        "output_input_ratio",
+        "mean_max_tokens",
+        "interarrival_cv",
+        "burst_share",
+        "around_the_clock",
+    ]
+    .into_iter()
+    .zip(sums)
+    .filter(|(_, (_, k))| *k > 0)
+    .map(|(name, (sum, k))| (name.to_string(), (sum / k as f64 * 1000.0).round() / 1000.0))
+    .collect()
 }
 
 pub fn decide(
@@ -361,6 +400,7 @@ pub fn decide(
             capability_focus,
             model_pivot,
             traits: trait_means,
+            shape: shape_means(profiles, members),
             link_evidence,
             lockstep: (links.lockstep[s.cluster] * 1000.0).round() / 1000.0,
             shared_indicators: indicators,
@@ -528,5 +568,38 @@ mod tests {
         assert!(o.accounts.iter().all(|a| a.verdict == Verdict::Attack));
         assert!(o.accounts.iter().all(|a| a.score >= 0.5 && a.score <= 1.0));
         assert!(o.accounts[0].reasons[0].contains("campaign-01"));
+    }
+
+    #[test]
+    fn shape_means_count_only_accounts_that_have_the_figure() {
+        let mut p = vec![Profile::default(); 3];
+        // a0: 100 in, 300 out, max_tokens 1000 and 3000, three requests an hour apart.
+        // a1: 100 in, 100 out, no max_tokens, one request. a2: no requests.
+        p[0].input_tokens = 100;
+        p[0].output_tokens = 300;
+        (p[0].max_tokens_sum, p[0].max_tokens_n) = (4000, 2);
+        for t in 0..3 {
+            p[0].add(&crate::profile::Row {
+                ts: t * 3_600_000_000,
+                request_id: "r",
+                model: "m",
+                client_ip: "10.0.0.1",
+                ..Default::default()
+            });
+        }
+        p[1].input_tokens = 100;
+        p[1].output_tokens = 100;
+        p[1].exchanges = 1;
+        p[1].hours[5] = 1;
+        let shape: std::collections::HashMap<String, f64> =
+            shape_means(&p, &[0, 1, 2]).into_iter().collect();
+        assert_eq!(shape["output_input_ratio"], 2.0);
+        assert_eq!(shape["mean_max_tokens"], 2000.0);
+        assert_eq!(shape["interarrival_cv"], 0.0);
+        assert_eq!(shape["burst_share"], 0.333);
+        // a0 spreads over 3 hours (ln 3 / ln 24), a1 over one (0).
+        let expected = ((3f64.ln() / 24f64.ln()) / 2.0 * 1000.0).round() / 1000.0;
+        assert_eq!(shape["around_the_clock"], expected);
+        assert!(shape_means(&p, &[2]).is_empty());
     }
 }

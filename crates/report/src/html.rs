@@ -318,6 +318,18 @@ fn campaign_section(
     s.push_str("</div><div><h3>Traits (mean over accounts)</h3>");
     s.push_str(&bars_svg(&c.traits, "#d62728"));
     s.push_str("</div></div>");
+    if !c.shape.is_empty() {
+        let figures: Vec<String> = c
+            .shape
+            .iter()
+            .map(|(name, x)| format!("{} <b>{x:.2}</b>", esc(&name.replace('_', " "))))
+            .collect();
+        let _ = write!(
+            s,
+            "<p class=\"figures\">Shape of use (mean over accounts): {}</p>",
+            figures.join(" · ")
+        );
+    }
     s.push_str("<h3>Model pivot</h3>");
     if c.model_pivot.is_empty() {
         s.push_str("<p>No model was released while this campaign ran.</p>");
