@@ -154,10 +154,15 @@ pub struct VerdictConfig {
     /// A cluster needs at least this many accounts to be a campaign.
     pub min_campaign_accounts: usize,
     /// Cluster score from which a cluster is a campaign. The score is the mean member
-    /// suspicion × (1 + `w_identity_spread` × spread), spread = (claimed countries − 1) / 3,
-    /// at most 1: one operator posing as many customers claims many countries.
+    /// suspicion × (1 + `w_identity_spread` × spread): one operator posing as many customers
+    /// claims many countries or many organisations (private e-mail domains) and pays with a
+    /// pool of cards each shared by several accounts, where an office, a campus or a company
+    /// presents one country and one domain and pays with one card or each employee's own.
+    /// With s(k) = min(1, (k − 1) / 3) for k distinct values, spread = max(s(countries),
+    /// s(private domains)) + `card_spread` × s(cards shared by two or more members).
     pub campaign_suspicion: f64,
     pub w_identity_spread: f64,
+    pub card_spread: f64,
     /// Suspicion from which an account outside any campaign is `suspicious`.
     pub suspicious_account: f64,
     /// Example request ids listed per campaign.
@@ -172,6 +177,7 @@ impl Default for VerdictConfig {
             min_campaign_accounts: 3,
             campaign_suspicion: 0.45,
             w_identity_spread: 0.5,
+            card_spread: 0.5,
             suspicious_account: 0.55,
             example_requests: 5,
             max_indicators: 25,

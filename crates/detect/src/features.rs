@@ -515,10 +515,16 @@ impl Shape {
             .map(|i| (i, self.scripts[i]))
             .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
             .expect("scripts");
-        if n > 0 && n * 10 >= self.letters * 3 {
-            i as u8
+        if n == 0 || n * 10 < self.letters * 3 {
+            return 0;
+        }
+        // Japanese writes its grammar in kana, however many kanji a sentence has; Chinese
+        // writes none. Han text with kana in it is Japanese.
+        let (han, kana) = (self.scripts[1], self.scripts[2]);
+        if i == 1 && kana * 20 >= han + kana {
+            2
         } else {
-            0
+            i as u8
         }
     }
 
@@ -1213,6 +1219,10 @@ mod tests {
         assert_eq!(script("اشرح لماذا السماء زرقاء"), "arabic");
         assert_eq!(script("Εξήγησε γιατί ο ουρανός είναι μπλε"), "greek");
         assert_eq!(script("请解释这个问题的原因"), "han");
+        // Japanese: kana, even where kanji outnumber it; Chinese has none.
+        assert_eq!(script("この問題を説明してください"), "kana");
+        assert_eq!(script("機械学習の最適化問題について説明せよ"), "kana");
+        assert_eq!(script("请详细说明机器学习中的最优化问题"), "han");
         // A few foreign words in an English prompt do not change its script.
         assert_eq!(
             script("Translate 'спасибо' into English, please, and explain it"),

@@ -107,8 +107,23 @@ pub struct Links {
     /// Up to [`MAX_EDGE_SAMPLE`] accepted edges per cluster: (account, account, strongest
     /// evidence group), for drawing.
     pub edge_sample: Vec<Vec<(u32, u32, u8)>>,
+    /// Per cluster: the identities its members present besides countries.
+    pub identities: Vec<Identities>,
     pub candidate_pairs: usize,
     pub edges: usize,
+}
+
+/// What a cluster's accounts present themselves as, besides their countries: a company, a
+/// university or an office has one mail domain of its own and often one card; one operator
+/// posing as unrelated customers has many.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Identities {
+    /// Distinct e-mail domains that are not public mail providers (see
+    /// `public_domain_countries`): organisations, or disposable domains.
+    pub private_domains: usize,
+    /// Distinct payment instruments that each pay for two or more of its accounts (a pool of
+    /// cards; an office pays with one card, or each employee with their own).
+    pub shared_cards: usize,
 }
 
 struct UnionFind(Vec<u32>);
@@ -511,9 +526,33 @@ pub fn link(
         .iter()
         .map(|(s, k)| if *k > 0 { s / *k as f64 } else { 0.0 })
         .collect();
+    let identities = clusters
+        .iter()
+        .map(|members| {
+            let mut domains = std::collections::BTreeSet::new();
+            let mut cards: std::collections::BTreeMap<&str, usize> = Default::default();
+            for &m in members {
+                let f = &facts[m as usize];
+                if let Some(d) = &f.email_domain {
+                    let d = d.to_ascii_lowercase();
+                    if !public.contains(&d) {
+                        domains.insert(d);
+                    }
+                }
+                if let Some(card) = &f.payment {
+                    *cards.entry(card.as_str()).or_default() += 1;
+                }
+            }
+            Identities {
+                private_domains: domains.len(),
+                shared_cards: cards.values().filter(|&&k| k >= 2).count(),
+            }
+        })
+        .collect();
     let edges = accepted.len();
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "linked");
     Links {
+        identities,
         indicators,
         cluster_of,
         clusters,

@@ -141,7 +141,8 @@ pub fn utc_offset(country: &str) -> Option<i32> {
 /// everywhere; an unknown country uses every script (no evidence either way).
 pub fn writes_script(country: &str, script: usize) -> bool {
     let countries: &[&str] = match SCRIPTS.get(script).copied() {
-        Some("han") => &["CN", "HK", "MO", "TW", "SG", "MY", "JP"],
+        // Japanese prompts are "kana" (see `features`): Han alone is Chinese.
+        Some("han") => &["CN", "HK", "MO", "TW", "SG", "MY"],
         Some("kana") => &["JP"],
         Some("hangul") => &["KR", "KP"],
         Some("cyrillic") => &[
@@ -452,7 +453,15 @@ mod tests {
         let c = TraitConfig::default();
         assert!(compute(&p, &facts("DE", 0), &[], window(), &c).get(Trait::Language) > 0.0);
         assert_eq!(
-            compute(&p, &facts("JP", 0), &[], window(), &c).get(Trait::Language),
+            compute(&p, &facts("TW", 0), &[], window(), &c).get(Trait::Language),
+            0.0
+        );
+        // Han without kana is Chinese: not what a Japanese customer writes.
+        assert!(compute(&p, &facts("JP", 0), &[], window(), &c).get(Trait::Language) > 0.0);
+        let mut japanese = p.clone();
+        japanese.scripts.swap(1, 2);
+        assert_eq!(
+            compute(&japanese, &facts("JP", 0), &[], window(), &c).get(Trait::Language),
             0.0
         );
         let p = profile(&[15, 16, 17, 18], 10, 0);

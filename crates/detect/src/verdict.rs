@@ -79,10 +79,15 @@ pub struct Campaign {
     pub first_seen: String,
     pub last_seen: String,
     pub confidence: f64,
-    /// Cluster score: mean member suspicion × (1 + w × spread of claimed countries).
+    /// Cluster score: mean member suspicion × (1 + w × spread of identities: countries or
+    /// private mail domains, and shared cards).
     pub suspicion: f64,
     /// Distinct countries its accounts claim (billing, else geolocation).
     pub claimed_countries: usize,
+    /// Distinct e-mail domains of its accounts that are not public mail providers.
+    pub private_mail_domains: usize,
+    /// Distinct payment instruments that each pay for two or more of its accounts.
+    pub shared_payment_instruments: usize,
     /// Share of exchanges per capability area, largest first.
     pub capability_focus: Vec<(String, f64)>,
     pub model_pivot: Vec<Pivot>,
@@ -214,10 +219,11 @@ pub fn decide(
     // Score every cluster.
     struct Scored {
         cluster: usize,
-        /// Cluster score: mean member suspicion, raised by the spread of claimed countries.
+        /// Cluster score: mean member suspicion, raised by the spread of identities.
         mean: f64,
         member_mean: f64,
         countries: usize,
+        identities: crate::link::Identities,
         exchanges: u64,
     }
     let mut campaigns_idx: Vec<Scored> = Vec::new();
@@ -232,7 +238,13 @@ pub fn decide(
             .filter_map(|&m| traits[m as usize].claimed_country.as_deref())
             .collect::<std::collections::BTreeSet<_>>()
             .len();
-        let spread = ((countries.max(1) - 1) as f64 / 3.0).min(1.0);
+        // An office, a campus or a company presents one identity; one operator posing as
+        // many customers presents many: countries or organisations' mail domains (alternative
+        // views of the same claim), and a pool of cards each paying for several accounts.
+        let s_of = |k: usize| ((k.max(1) - 1) as f64 / 3.0).min(1.0);
+        let id = links.identities.get(cl).copied().unwrap_or_default();
+        let spread =
+            s_of(countries).max(s_of(id.private_domains)) + v.card_spread * s_of(id.shared_cards);
         let mean = (member_mean * (1.0 + v.w_identity_spread * spread)).min(1.0);
         let exchanges = members
             .iter()
@@ -243,6 +255,7 @@ pub fn decide(
             mean,
             member_mean,
             countries,
+            identities: id,
             exchanges,
         };
         if members.len() >= v.min_campaign_accounts && mean >= v.campaign_suspicion {
@@ -315,9 +328,11 @@ pub fn decide(
             a.score = (0.5 + 0.5 * (0.5 * confidence + 0.5 * suspicion[m as usize].max(s.mean)))
                 .clamp(0.5, 1.0);
             a.reasons.push(format!(
-                "member of {id} ({} linked accounts claiming {} countries, cluster score {:.2})",
+                "member of {id} ({} linked accounts claiming {} countries, {} private mail domains, {} shared cards; cluster score {:.2})",
                 members.len(),
                 s.countries,
+                s.identities.private_domains,
+                s.identities.shared_cards,
                 s.mean
             ));
             a.reasons.extend(top_links.iter().cloned());
@@ -397,6 +412,8 @@ pub fn decide(
             confidence: (confidence * 1000.0).round() / 1000.0,
             suspicion: (s.mean * 1000.0).round() / 1000.0,
             claimed_countries: s.countries,
+            private_mail_domains: s.identities.private_domains,
+            shared_payment_instruments: s.identities.shared_cards,
             capability_focus,
             model_pivot,
             traits: trait_means,
@@ -428,8 +445,13 @@ pub fn decide(
             )
         } else {
             format!(
-                "members look ordinary: cluster score {:.2} < {:.2} (mean member suspicion {:.2}, {} claimed countries)",
-                s.mean, v.campaign_suspicion, s.member_mean, s.countries
+                "members look ordinary: cluster score {:.2} < {:.2} (mean member suspicion {:.2}, {} claimed countries, {} private mail domains, {} shared cards)",
+                s.mean,
+                v.campaign_suspicion,
+                s.member_mean,
+                s.countries,
+                s.identities.private_domains,
+                s.identities.shared_cards
             )
         };
         for &m in members {
@@ -527,6 +549,10 @@ mod tests {
     /// Three linked accounts, young and eliciting with tool traces (suspicion 0.42 each),
     /// claiming the given countries.
     fn outcome(countries: [&str; 3]) -> Outcome {
+        outcome_presenting(countries, crate::link::Identities::default())
+    }
+
+    fn outcome_presenting(countries: [&str; 3], identities: crate::link::Identities) -> Outcome {
         let names: Vec<String> = (0..3).map(|i| format!("a{i}")).collect();
         let profiles = vec![Profile::default(); 3];
         let traits: Vec<Traits> = countries
@@ -545,6 +571,7 @@ mod tests {
             clusters: vec![vec![0, 1, 2]],
             edge_groups: vec![[2, 1, 0, 0, 0]],
             lockstep: vec![0.0],
+            identities: vec![identities],
             ..Default::default()
         };
         decide(&names, &profiles, &traits, &links, &[], &Config::default())
@@ -558,6 +585,42 @@ mod tests {
         assert!(o.accounts.iter().all(|a| a.verdict != Verdict::Attack));
         assert_eq!(o.look_alikes.len(), 1);
         assert!(o.look_alikes[0].why_cleared.contains("1 claimed countries"));
+    }
+
+    #[test]
+    fn one_country_but_many_organisations_and_a_pool_of_cards_is_a_campaign() {
+        use crate::link::Identities;
+        // The startup again, paying with one company card or each employee's own: cleared.
+        for shared_cards in [0, 1] {
+            let one_org = Identities {
+                private_domains: 1,
+                shared_cards,
+            };
+            assert!(outcome_presenting(["DE"; 3], one_org).campaigns.is_empty());
+        }
+        // The same accounts signed up from three organisations' domains: not one office.
+        let three_orgs = Identities {
+            private_domains: 3,
+            shared_cards: 0,
+        };
+        let o = outcome_presenting(["DE"; 3], three_orgs);
+        assert_eq!(o.campaigns.len(), 1);
+        assert_eq!(o.campaigns[0].private_mail_domains, 3);
+        // Countries and domains are two views of one claim: both at once count once.
+        let spread_once = outcome_presenting(["DE", "US", "SG"], three_orgs).campaigns[0].suspicion;
+        assert_eq!(
+            spread_once,
+            outcome(["DE", "US", "SG"]).campaigns[0].suspicion
+        );
+        // A pool of shared cards adds to either.
+        let pool = Identities {
+            private_domains: 3,
+            shared_cards: 4,
+        };
+        let o = outcome_presenting(["DE"; 3], pool);
+        assert!(o.campaigns[0].suspicion > spread_once);
+        assert_eq!(o.campaigns[0].shared_payment_instruments, 4);
+        assert!(o.accounts[0].reasons[0].contains("3 private mail domains, 4 shared cards"));
     }
 
     #[test]

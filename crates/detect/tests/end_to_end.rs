@@ -138,6 +138,58 @@ fn small_evasive_hydras_meet_the_quality_targets() {
     );
 }
 
+/// A built-in scenario whose operator claims a single country for every account.
+fn claiming_one_country(scenario: &str, country: &str, dir: &Path) -> String {
+    let (_, toml) = dg_sim::scenario::BUILT_IN
+        .iter()
+        .find(|(name, _)| *name == scenario)
+        .unwrap();
+    let line = toml
+        .lines()
+        .find(|l| l.starts_with("claimed_countries"))
+        .unwrap();
+    let path = dir.join(format!("{scenario}-{country}.toml"));
+    let one = toml.replace(line, &format!("claimed_countries = [\"{country}\"]"));
+    std::fs::write(&path, one).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn campaigns_claiming_a_single_country_meet_the_quality_targets() {
+    // No spread of countries to give the operator away: it still presents many
+    // organisations (private mail domains) and pays with a pool of shared cards, where an
+    // office, a campus or a company presents one. Before that counted, `evasive` claiming one
+    // country gave recall 0.0 and `small` 0.86 (other seeds and countries than these).
+    let dir = tempfile::tempdir().unwrap();
+    assert_targets(
+        "evasive claiming US, seed 2468 ×0.6",
+        &scenario_report(
+            &claiming_one_country("evasive", "US", dir.path()),
+            0.6,
+            Some(2468),
+        ),
+    );
+    // Claiming Japan hid the operator's hours (UTC+8 against +9) and, while Han counted as
+    // Japanese, its Chinese prompts: the reasoning campaign's members looked ordinary (recall
+    // 0.88). Japanese prompts carry kana; Han without kana is Chinese.
+    assert_targets(
+        "evasive claiming JP, seed 4711 ×0.6",
+        &scenario_report(
+            &claiming_one_country("evasive", "JP", dir.path()),
+            0.6,
+            Some(4711),
+        ),
+    );
+    assert_targets(
+        "small claiming DE, seed 9090 ×0.5",
+        &scenario_report(
+            &claiming_one_country("small", "DE", dir.path()),
+            0.5,
+            Some(9090),
+        ),
+    );
+}
+
 #[test]
 fn one_file_or_many_partitions_give_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
