@@ -126,6 +126,57 @@ pub struct Identities {
     pub shared_cards: usize,
 }
 
+/// The largest public mail providers. Their users are unrelated customers: a shared domain
+/// of these links nobody and does not make an organisation.
+const PUBLIC_MAIL: &[&str] = &[
+    "126.com",
+    "163.com",
+    "aol.com",
+    "daum.net",
+    "fastmail.com",
+    "free.fr",
+    "gmail.com",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "googlemail.com",
+    "hanmail.net",
+    "hotmail.co.uk",
+    "hotmail.com",
+    "hotmail.fr",
+    "icloud.com",
+    "inbox.ru",
+    "laposte.net",
+    "libero.it",
+    "live.com",
+    "mac.com",
+    "mail.com",
+    "mail.ru",
+    "me.com",
+    "msn.com",
+    "naver.com",
+    "orange.fr",
+    "outlook.com",
+    "proton.me",
+    "protonmail.com",
+    "qq.com",
+    "rambler.ru",
+    "rediffmail.com",
+    "seznam.cz",
+    "sina.com",
+    "t-online.de",
+    "tutanota.com",
+    "web.de",
+    "wp.pl",
+    "yahoo.co.jp",
+    "yahoo.co.uk",
+    "yahoo.com",
+    "yandex.com",
+    "yandex.ru",
+    "ymail.com",
+    "zoho.com",
+];
+
 struct UnionFind(Vec<u32>);
 
 impl UnionFind {
@@ -278,9 +329,12 @@ pub fn link(
             }
         }
     }
+    // Public mail providers: the largest by name (an input from one country's customers
+    // never shows them used from many countries), and any domain used from many billing
+    // countries.
     let public: std::collections::HashSet<String> = domain_countries
         .into_iter()
-        .filter(|(_, s)| s.len() > c.public_domain_countries)
+        .filter(|(d, s)| s.len() > c.public_domain_countries || PUBLIC_MAIL.contains(d))
         .map(|(d, _)| d.to_string())
         .collect();
     let cap = c
@@ -985,6 +1039,45 @@ mod tests {
         assert!(links.cluster_of[204].is_none() && links.cluster_of[205].is_none());
         // Each pool pair is an edge once, however many of its addresses group it.
         assert_eq!(links.edges, 3);
+    }
+
+    #[test]
+    fn webmail_is_no_organisation_even_from_one_country() {
+        // Three accounts of one country tied by a card billed there and a rare address, on
+        // three large webmail providers; two more, tied by another card, on two companies'
+        // domains.
+        let (mut p, mut f) = population(100);
+        for (k, domain) in [
+            "gmail.com",
+            "Outlook.com",
+            "yahoo.com",
+            "a.example",
+            "b.example",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            p.push(account(&["203.0.113.40"], &[300 + k as i64]));
+            f.push(AccountFacts {
+                payment: Some(if k < 3 { "pf-web" } else { "pf-co" }.into()),
+                email_domain: Some(domain.into()),
+                billing_country: Some("US".into()),
+                ..Default::default()
+            });
+        }
+        let links = link(&p, &f, &vec![0.0; p.len()], &LinkConfig::default());
+        let web = links.cluster_of[100].expect("linked") as usize;
+        assert_eq!(links.clusters[web], vec![100, 101, 102]);
+        assert_eq!(
+            links.identities[web],
+            Identities {
+                private_domains: 0,
+                shared_cards: 1
+            }
+        );
+        let co = links.cluster_of[103].expect("linked") as usize;
+        assert_eq!(links.clusters[co], vec![103, 104]);
+        assert_eq!(links.identities[co].private_domains, 2);
     }
 
     /// An account active once in each of these 10-minute buckets.
