@@ -569,11 +569,7 @@ fn write_account_features(a: &Analysis, path: &Path) -> Result<(), AnalyzeError>
             p.prefixes.distinct(),
             p.conversations.distinct(),
             p.buckets.distinct(),
-            if p.max_tokens_n > 0 {
-                p.max_tokens_sum as f64 / p.max_tokens_n as f64
-            } else {
-                0.0
-            },
+            p.mean_max_tokens().unwrap_or(0.0),
             p.output_tokens as f64 / p.input_tokens.max(1) as f64,
             rhythm.around_the_clock,
         ];

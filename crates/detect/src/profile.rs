@@ -218,6 +218,11 @@ pub fn with_prefix<R>(ip: &str, f: impl FnOnce(&str) -> R) -> R {
 }
 
 impl Profile {
+    /// Mean requested `max_tokens` over the requests that sent one.
+    pub fn mean_max_tokens(&self) -> Option<f64> {
+        (self.max_tokens_n > 0).then(|| self.max_tokens_sum as f64 / self.max_tokens_n as f64)
+    }
+
     pub fn rhythm(&self) -> Rhythm {
         let entries = self.buckets.entries();
         let interarrival_cv = (self.buckets.is_complete() && entries.len() >= 3).then(|| {

@@ -179,7 +179,7 @@ fn shape_means(profiles: &[Profile], members: &[u32]) -> Vec<(String, f64)> {
         let r = p.rhythm();
         let figures = [
             (p.input_tokens > 0).then(|| p.output_tokens as f64 / p.input_tokens as f64),
-            (p.max_tokens_n > 0).then(|| p.max_tokens_sum as f64 / p.max_tokens_n as f64),
+            p.mean_max_tokens(),
             r.interarrival_cv,
             r.burst_share,
             (p.exchanges > 0).then_some(r.around_the_clock),
